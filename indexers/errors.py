@@ -21,3 +21,15 @@ class DimensionMismatchError(IndexerError, ValueError):
 
 class FilterError(IndexerError, ValueError):
     """A filter expression that cannot be parsed or applied."""
+
+
+class InvalidInputError(IndexerError, ValueError):
+    """Ids, vectors, payloads or arguments that an index cannot take."""
+
+
+class OptionsError(IndexerError, ValueError):
+    """Backend options that contradict each other or the stored index."""
+
+
+class StorageError(IndexerError, OSError):
+    """A persisted index that is missing, unreadable or of another format."""
