@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 RecordKind = Literal["image", "report", "image+text"]
 
-TEXT_FIELDS: tuple[str, ...] = ("findings", "impression", "caption", "history", "diagnosis")
+# order matters: the text encoder truncates long texts, so the most telling fields come first
+TEXT_FIELDS: tuple[str, ...] = ("findings", "impression", "diagnosis", "caption", "history")
 
 
 @dataclass(frozen=True)
