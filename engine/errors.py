@@ -37,6 +37,15 @@ class RecordNotFoundError(CollectionError, KeyError):
         return str(self.args[0]) if self.args else "record not found"
 
 
+class ImageReadError(EngineError, ValueError):
+    """An image file that cannot be read: missing, not an image, truncated, or too large."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 class QueryError(EngineError, ValueError):
     """A search request is malformed (bad filter, empty query, unknown mode or space)."""
 

@@ -47,7 +47,9 @@ class MiniLMEncoder:
         self.batch_size = batch_size
         self.dim = int(self.model.get_embedding_dimension())
         self.name = "minilm"
-        logger.info("loaded MiniLM from %s (dim %d) in %.1fs", model_path, self.dim, time.perf_counter() - started)
+        logger.info(
+            "loaded MiniLM from %s (dim %d) in %.1fs", model_path, self.dim, time.perf_counter() - started
+        )
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

@@ -1,0 +1,191 @@
+"""Ingest: records -> (decode images) -> encoders per space (+ concept linking) -> one SQLite batch -> indexes.
+
+Reader -> mapper -> writer with per-stage timings, as clip-retrieval's runner. Each batch is one SQLite
+transaction, so a crash loses at most the batch in flight; indexes catch up from SQLite's change log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from engine.collection import Collection
+from engine.datasets.record import Record
+from engine.encoders.base import Encoder
+from engine.errors import ImageReadError
+
+logger = logging.getLogger(__name__)
+
+MAX_IMAGE_PIXELS = 20_000 * 20_000  # larger images are refused as decompression bombs
+
+# record id -> [{concept_id, polarity, field, start, end, sentence}]
+ConceptLinker = Callable[[Sequence[Record]], Mapping[str, Sequence[Mapping[str, Any]]]]
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest did; `failed` holds (path, reason) of every image that could not be read."""
+
+    source: str
+    total: int = 0
+    added: int = 0
+    already_present: int = 0
+    missing_images: int = 0  # records the loader left out because their image file does not exist
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"read": 0.0, "encode": 0.0, "link": 0.0, "write": 0.0, "index": 0.0}
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "total": self.total,
+            "added": self.added,
+            "already_present": self.already_present,
+            "missing_images": self.missing_images,
+            "failed_images": len(self.failed),
+            "failed": [{"path": p, "reason": r} for p, r in self.failed],
+            "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+            "seconds_total": round(sum(self.seconds.values()), 2),
+        }
+
+
+def load_image(path: str | Path) -> Any:
+    """Open, size-check and fully decode an image as RGB; raises ImageReadError naming the path and the problem."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageReadError(
+                    str(path),
+                    f"{width}x{height} pixels exceeds the limit of "
+                    f"{MAX_IMAGE_PIXELS} (possible decompression bomb)",
+                )
+            image.load()
+            return image.convert("RGB")
+    except ImageReadError:
+        raise
+    except FileNotFoundError as e:
+        raise ImageReadError(str(path), "file not found") from e
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(str(path), f"unreadable image ({type(e).__name__}: {e})") from e
+
+
+def ingest_records(
+    collection: Collection,
+    records: Sequence[Record],
+    encoders: Mapping[str, Encoder],
+    *,
+    source: str,
+    batch_size: int = 256,
+    decode_workers: int = 4,
+    linker: ConceptLinker | None = None,
+    progress: bool = True,
+) -> IngestSummary:
+    """Add `records` to `collection`, embedding them in every space of `encoders` (space -> Encoder).
+
+    Records already in the collection are skipped; unreadable images are logged, counted and skipped.
+    """
+    summary = IngestSummary(source=source, total=len(records))
+    for space, encoder in encoders.items():
+        collection.ensure_space(space, encoder.name, encoder.dim)
+    known = collection.existing_ids(r.id for r in records)
+    summary.already_present = len(known)
+    pending = [r for r in records if r.id not in known]
+    needs_pixels = any("image" in e.modalities for e in encoders.values())
+    bar = tqdm(total=len(pending), desc=f"ingest {source}", unit="rec", disable=not progress)
+    with ThreadPoolExecutor(max_workers=max(1, decode_workers)) as pool:
+        for start in range(0, len(pending), batch_size):
+            batch = pending[start : start + batch_size]
+            _ingest_batch(collection, batch, encoders, pool, needs_pixels, linker, summary)
+            bar.update(len(batch))
+    bar.close()
+    started = time.perf_counter()
+    collection.sync()
+    summary.seconds["index"] += time.perf_counter() - started
+    logger.info(
+        "ingested %s: %d added, %d already present, %d unreadable images; stage seconds %s",
+        source,
+        summary.added,
+        summary.already_present,
+        len(summary.failed),
+        {k: round(v, 1) for k, v in summary.seconds.items()},
+    )
+    return summary
+
+
+def _ingest_batch(
+    collection: Collection,
+    batch: list[Record],
+    encoders: Mapping[str, Encoder],
+    pool: ThreadPoolExecutor,
+    needs_pixels: bool,
+    linker: ConceptLinker | None,
+    summary: IngestSummary,
+) -> None:
+    started = time.perf_counter()
+    images = _decode_images(batch, pool, summary, keep=needs_pixels)
+    kept = [r for r in batch if r.image_path is None or r.id in images]
+    summary.seconds["read"] += time.perf_counter() - started
+
+    started = time.perf_counter()
+    vectors = {space: _encode(encoder, kept, images) for space, encoder in encoders.items()}
+    summary.seconds["encode"] += time.perf_counter() - started
+
+    started = time.perf_counter()
+    concepts = linker(kept) if linker else {}
+    summary.seconds["link"] += time.perf_counter() - started
+
+    started = time.perf_counter()
+    summary.added += len(collection.add(kept, vectors, concepts))
+    summary.seconds["write"] += time.perf_counter() - started
+
+
+def _decode_images(
+    batch: list[Record], pool: ThreadPoolExecutor, summary: IngestSummary, keep: bool
+) -> dict[str, Any]:
+    """record id -> decoded RGB image (or True when pixels are not needed); failures go to the summary."""
+    with_images = [r for r in batch if r.image_path]
+
+    def decode(record: Record) -> tuple[str, Any]:
+        try:
+            image = load_image(record.image_path)  # type: ignore[arg-type]
+            return record.id, image if keep else True
+        except ImageReadError as e:
+            return record.id, e
+
+    out: dict[str, Any] = {}
+    for record_id, result in pool.map(decode, with_images):
+        if isinstance(result, ImageReadError):
+            logger.warning("skipping %s: %s", record_id, result)
+            summary.failed.append((result.path, result.reason))
+        else:
+            out[record_id] = result
+    return out
+
+
+def _encode(encoder: Encoder, records: list[Record], images: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Vectors of one space: images for image records (when the encoder takes images), text otherwise."""
+    out: dict[str, np.ndarray] = {}
+    if "image" in encoder.modalities:
+        with_pixels = [r for r in records if r.id in images]
+        if with_pixels:
+            vectors = encoder.encode_images([images[r.id] for r in with_pixels])
+            out.update(zip((r.id for r in with_pixels), vectors))
+    if "text" in encoder.modalities:
+        # a text-only space embeds every text; a joint space embeds text only where there is no image
+        text_records = [r for r in records if r.id not in out and r.text().strip()]
+        if text_records:
+            vectors = encoder.encode_texts([r.text() for r in text_records])
+            out.update(zip((r.id for r in text_records), vectors))
+    return out

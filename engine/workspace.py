@@ -1,0 +1,131 @@
+"""Workspace: the one object the CLI, the API and notebooks build from Settings.
+
+It loads each model once per process (encoders are cached by registry name), opens collections and hands out
+search services. Everything it writes lives under `settings.home`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from engine import datasets
+from engine.collection import Collection, list_collections
+from engine.encoders import Encoder
+from engine.encoders import create as create_encoder
+from engine.errors import CollectionError
+from engine.ingest import IngestSummary, ingest_records
+from engine.search import SearchService
+from engine.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Workspace:
+    """Models, collections and services for one medsearch home folder."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._encoders: dict[str, Encoder] = {}
+        self._collections: dict[str, Collection] = {}
+        self._services: dict[str, SearchService] = {}
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ models
+    def encoder(self, name: str) -> Encoder:
+        """The encoder of that registry name, loaded once."""
+        with self._lock:
+            if name not in self._encoders:
+                self._encoders[name] = create_encoder(name)
+            return self._encoders[name]
+
+    def ingest_encoders(self) -> dict[str, Encoder]:
+        """space -> encoder for ingest, from settings (image spaces only when configured and present)."""
+        configured = self.settings.encoders
+        names = {"text": configured.text, "clip": configured.clip, "ssl": configured.ssl}
+        return {space: self.encoder(name) for space, name in names.items() if name}
+
+    # ------------------------------------------------------------------ collections
+    def collection_names(self) -> list[str]:
+        return list_collections(self.settings.home)
+
+    def collection(
+        self, name: str | None = None, *, create: bool = False, backend: str | None = None
+    ) -> Collection:
+        """Open (and cache) a collection; `create` makes it with `backend` (default from settings)."""
+        name = name or self.settings.collection
+        with self._lock:
+            if name not in self._collections:
+                backend = backend or (self.settings.index.backend if create else None)
+                self._collections[name] = Collection.open(
+                    self.settings.home,
+                    name,
+                    create=create,
+                    backend=backend,
+                    backend_options=self.settings.index.options_for(backend) if backend else None,
+                )
+            elif backend and backend != self._collections[name].manifest["backend"]:
+                Collection.open(self.settings.home, name, backend=backend)  # raises the explanatory error
+            return self._collections[name]
+
+    def search_service(self, name: str | None = None) -> SearchService:
+        name = name or self.settings.collection
+        with self._lock:
+            if name not in self._services:
+                collection = self.collection(name)
+                self._services[name] = SearchService(
+                    collection, lambda space: self.encoder(collection.spaces[space]["encoder"])
+                )
+            return self._services[name]
+
+    def ingest(
+        self,
+        dataset: str,
+        path: str | Path,
+        *,
+        collection: str | None = None,
+        backend: str | None = None,
+        progress: bool = True,
+        **options: Any,
+    ) -> IngestSummary:
+        """Load a dataset folder (validated before anything is written) and ingest it into a collection."""
+        loaded = datasets.load_with_report(dataset, path, **options)
+        target = self.collection(collection, create=True, backend=backend)
+        summary = ingest_records(
+            target,
+            loaded.records,
+            self.ingest_encoders(),
+            source=dataset,
+            batch_size=self.settings.ingest_batch_size,
+            decode_workers=self.settings.decode_workers,
+            progress=progress,
+        )
+        summary.missing_images = len(loaded.skipped)
+        return summary
+
+    def delete(self, ids: list[str], collection: str | None = None) -> int:
+        return self.collection(collection).delete(ids)
+
+    def close(self) -> None:
+        with self._lock:
+            for opened in self._collections.values():
+                opened.close()
+            self._collections.clear()
+            self._services.clear()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def require_data_dir(settings: Settings) -> Path:
+    if settings.data is None or not Path(settings.data).is_dir():
+        raise CollectionError(
+            f"shared data folder not found ({settings.data}); set MEDSEARCH_DATA to the folder holding "
+            "vqa-rad/, slake/, medpix-2.0/, iu-xray/"
+        )
+    return Path(settings.data)

@@ -1,0 +1,278 @@
+"""`medsearch` command line: a table of subcommands, each parsing its input and calling one engine function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.errors import MEDSEARCH_ERRORS, QueryError
+from engine.settings import Settings
+
+logger = logging.getLogger("medsearch")
+
+DATASETS = ("vqa-rad", "slake", "medpix", "iu-xray", "folder")
+DEMO_SOURCES = (("vqa-rad", "vqa-rad"), ("slake", "slake"), ("medpix", "medpix-2.0"), ("iu-xray", "iu-xray"))
+DEMO_QUERIES = ("enlarged heart", "no pleural effusion", "brain tumor on MRI", "kidney stone")
+
+
+# ---------------------------------------------------------------------- helpers
+def _workspace(args: argparse.Namespace):  # noqa: ANN202 - engine import kept lazy for fast --help
+    from engine.workspace import Workspace
+
+    return Workspace(args.settings)
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=1, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _print_hits(hits: Sequence[Any]) -> None:
+    if not hits:
+        print("no results")
+        return
+    for rank, hit in enumerate(hits, start=1):
+        where = "/".join(x for x in (hit.modality, hit.body_part) if x) or "-"
+        snippet = " ".join(hit.text.split())[:110]
+        print(f"{rank:>2}. {hit.score:.4f}  {hit.id:<34} {hit.kind:<10} {where:<14} {snippet}")
+        ranks = ", ".join(f"{name}#{rank_}" for name, rank_ in hit.why.ranks.items())
+        terms = ", ".join(hit.why.matched_terms)
+        print(f"    why: {ranks}" + (f"; words: {terms}" if terms else ""))
+
+
+def _request(args: argparse.Namespace, text: str | None, image_path: str | None):  # noqa: ANN202
+    from engine.ingest import load_image
+    from engine.search import SearchRequest
+    from indexers import parse_filters
+
+    image = load_image(image_path) if image_path else None
+    return SearchRequest(
+        text=text,
+        image=image,
+        k=args.k,
+        mode=args.mode,
+        space=args.space,
+        filter=parse_filters(args.filter or []),
+    )
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_ingest(args: argparse.Namespace) -> int:
+    with _workspace(args) as workspace:
+        summary = workspace.ingest(args.dataset, args.path, collection=args.collection, backend=args.backend)
+    report = summary.as_dict()
+    if args.json:
+        _print_json(report)
+    else:
+        print(
+            f"{args.dataset}: {report['added']} added, {report['already_present']} already present, "
+            f"{report['failed_images']} unreadable images skipped, of {report['total']} records "
+            f"({report['missing_images']} left out for missing image files) "
+            f"in {report['seconds_total']}s (stages: {report['seconds']})"
+        )
+        for failure in report["failed"][:20]:
+            print(f"  skipped {failure['path']}: {failure['reason']}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    if not args.text and not args.image:
+        raise QueryError("give query text, --image PATH, or both")
+    with _workspace(args) as workspace:
+        hits = workspace.search_service(args.collection).search(_request(args, args.text, args.image))
+    if args.json:
+        _print_json([hit.to_dict() for hit in hits])
+    else:
+        _print_hits(hits)
+    return 0
+
+
+def _read_queries(path: Path) -> list[dict[str, Any]]:
+    queries = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise QueryError(f"{path}:{number}: not valid JSON ({e.msg})") from e
+            if not isinstance(item, dict) or "qid" not in item or not (item.get("text") or item.get("image")):
+                raise QueryError(
+                    f'{path}:{number}: expected {{"qid": ..., "text": ...}} or {{"qid": ..., "image": PATH}}'
+                )
+            queries.append(item)
+    return queries
+
+
+def cmd_search_batch(args: argparse.Namespace) -> int:
+    queries = _read_queries(Path(args.input))
+    started = time.perf_counter()
+    with _workspace(args) as workspace:
+        service = workspace.search_service(args.collection)
+        requests = [_request(args, q.get("text"), q.get("image")) for q in queries]
+        results = []
+        for start in range(0, len(requests), 256):
+            results.extend(service.search_many(requests[start : start + 256]))
+    tmp = Path(args.output).with_suffix(Path(args.output).suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for query, hits in zip(queries, results):
+            out.write(
+                json.dumps({"qid": query["qid"], "hits": [{"id": h.id, "score": h.score} for h in hits]})
+                + "\n"
+            )
+    tmp.replace(args.output)
+    print(f"{len(queries)} queries -> {args.output} in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    with _workspace(args) as workspace:
+        stats = [workspace.collection(name).stats() for name in workspace.collection_names()]
+    if args.json:
+        _print_json(stats)
+    elif not stats:
+        print(f"no collections in {args.settings.home}")
+    for item in [] if args.json else stats:
+        spaces = ", ".join(f"{s}({v['encoder']}, {v['dim']}d)" for s, v in item["spaces"].items())
+        print(f"{item['name']}: {item['records']} records, backend {item['backend']}, spaces {spaces}")
+        print(f"  by source: {item['by_source']}  by kind: {item['by_kind']}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with _workspace(args) as workspace:
+        removed = workspace.delete(args.ids, collection=args.collection)
+    print(f"deleted {removed} of {len(args.ids)} ids")
+    return 0 if removed == len(args.ids) else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from engine.workspace import require_data_dir
+
+    data = require_data_dir(args.settings)
+    with _workspace(args) as workspace:
+        for dataset, folder in DEMO_SOURCES:
+            summary = workspace.ingest(dataset, data / folder, collection=args.collection).as_dict()
+            print(
+                f"{dataset}: {summary['added']} added, {summary['already_present']} already present, "
+                f"{summary['failed_images']} unreadable, {summary['seconds_total']}s"
+            )
+        service = workspace.search_service(args.collection)
+        from engine.search import SearchRequest
+
+        for query in DEMO_QUERIES:
+            print(f"\n=== {query}")
+            _print_hits(service.search(SearchRequest(text=query, k=5)))
+    print('\nTry: medsearch search "cardiomegaly" --filter source=iu-xray --json')
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--k", type=int, default=10, help="number of hits (default 10)")
+    parser.add_argument("--mode", choices=("hybrid", "dense", "keyword"), default="hybrid")
+    parser.add_argument(
+        "--space",
+        choices=("text", "clip", "ssl"),
+        default=None,
+        help="dense space (default: text for text queries, clip for image queries)",
+    )
+    parser.add_argument(
+        "--filter",
+        action="append",
+        metavar="EXPR",
+        help="key=value, key=v1,v2 (any of), key>=n, key<n, key=lo..hi; repeat to AND",
+    )
+    parser.add_argument("--collection", default=None)
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "ingest": (cmd_ingest, "ingest a dataset folder into a collection"),
+    "search": (cmd_search, "search a collection"),
+    "search-batch": (cmd_search_batch, "run a JSONL file of queries, write hits as JSONL"),
+    "collections": (cmd_collections, "list collections with counts"),
+    "delete": (cmd_delete, "delete records by id"),
+    "demo": (cmd_demo, "ingest the shared datasets and run example searches"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medsearch", description=__doc__)
+    parser.add_argument(
+        "--home", type=Path, help="medsearch home folder (MEDSEARCH_HOME, default ./.medsearch)"
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    parsers = {name: sub.add_parser(name, help=help_) for name, (_, help_) in COMMANDS.items()}
+
+    p = parsers["ingest"]
+    p.add_argument("dataset", choices=DATASETS)
+    p.add_argument("path", type=Path)
+    p.add_argument("--collection", default=None)
+    p.add_argument(
+        "--backend",
+        choices=("faiss", "qdrant", "milvus"),
+        default=None,
+        help="vector backend for a new collection (default faiss)",
+    )
+    p.add_argument("--json", action="store_true", help="print the ingest summary as JSON")
+
+    p = parsers["search"]
+    p.add_argument("text", nargs="?", default=None)
+    p.add_argument("--image", default=None, help="query image file")
+    p.add_argument("--json", action="store_true")
+    _add_search_options(p)
+
+    p = parsers["search-batch"]
+    p.add_argument(
+        "--input", required=True, help='JSONL: {"qid": ..., "text": ...} or {"qid": ..., "image": PATH}'
+    )
+    p.add_argument("--output", required=True, help='JSONL: {"qid": ..., "hits": [{"id": ..., "score": ...}]}')
+    _add_search_options(p)
+
+    p = parsers["collections"]
+    p.add_argument("--json", action="store_true")
+
+    p = parsers["delete"]
+    p.add_argument("ids", nargs="+")
+    p.add_argument("--collection", default=None)
+
+    p = parsers["demo"]
+    p.add_argument("--collection", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, Any] = {"home": args.home} if args.home else {}
+    try:
+        args.settings = Settings(**overrides)
+    except ValueError as e:
+        print(f"medsearch: invalid settings: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else getattr(logging, args.settings.log_level, 20),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "urllib3", "sentence_transformers", "transformers", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return COMMANDS[args.command][0](args)
+    except MEDSEARCH_ERRORS as e:
+        print(f"medsearch {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"medsearch {args.command}: error: {e.filename or e}: file not found", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
