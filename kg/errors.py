@@ -16,3 +16,11 @@ class ConceptNotFoundError(KGError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "concept not found"
+
+
+class GraphFormatError(KGError, ValueError):
+    """A saved graph file that is not a medsearch graph or has another format version."""
+
+
+class InvalidArgumentError(KGError, ValueError):
+    """An argument outside its allowed values (a polarity, a depth)."""
