@@ -22,6 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from engine.evaluation.ranking import average_precision, precision_at  # noqa: E402
 from engine.search import SearchRequest  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.workspace import Workspace, require_data_dir  # noqa: E402
@@ -49,22 +50,6 @@ FINDINGS: tuple[tuple[str, str], ...] = (
 DEPTH = 1000
 
 
-def average_precision(ranked: list[str], relevant: set[str]) -> float:
-    """AP over a ranking: mean of precision at each relevant hit, divided by the number of relevant items."""
-    if not relevant:
-        return 0.0
-    hits, total = 0, 0.0
-    for position, doc_id in enumerate(ranked, start=1):
-        if doc_id in relevant:
-            hits += 1
-            total += hits / position
-    return total / len(relevant)
-
-
-def precision_at(ranked: list[str], relevant: set[str], k: int = 10) -> float:
-    return sum(doc_id in relevant for doc_id in ranked[:k]) / k
-
-
 def relevance_sets(workspace: Workspace, collection: str) -> tuple[dict[str, set[str]], list[str]]:
     from engine.datasets import load
 
@@ -89,7 +74,7 @@ def run(home: Path, data: Path | None, out: Path) -> dict:
         for term, query in FINDINGS:
             row = {"finding": term, "query": query, "relevant": len(relevant[term])}
             for mode in ("keyword", "dense", "hybrid"):
-                hits = service.search(SearchRequest(text=query, k=DEPTH, mode=mode))
+                hits = service.search(SearchRequest(text=query, k=DEPTH, mode=mode, use_kg=False))
                 ranked = [h.id for h in hits]
                 row[mode] = {
                     "P@10": precision_at(ranked, relevant[term]),

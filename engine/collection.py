@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS vectors (
     record_id TEXT NOT NULL, space TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (record_id, space)
 );
 CREATE TABLE IF NOT EXISTS concepts (
-    record_id TEXT NOT NULL, concept_id TEXT NOT NULL, polarity TEXT NOT NULL, field TEXT,
+    record_id TEXT NOT NULL, concept_id TEXT NOT NULL, name TEXT, polarity TEXT NOT NULL, field TEXT,
     start INTEGER, end INTEGER, sentence TEXT
 );
 CREATE INDEX IF NOT EXISTS concepts_record ON concepts(record_id);
@@ -57,6 +57,12 @@ CREATE INDEX IF NOT EXISTS concepts_concept ON concepts(concept_id, polarity);
 CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+_INSERT_CONCEPT = (
+    "INSERT INTO concepts (record_id, concept_id, name, polarity, field, start, end, sentence) "
+    "VALUES (?,?,?,?,?,?,?,?)"
+)
 
 
 def record_to_json(record: Record) -> str:
@@ -94,8 +100,16 @@ class Collection:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._indexes: dict[str, indexers.VectorIndex] = {}
         self._keyword: indexers.BM25Index | None = None
+
+    def _migrate(self) -> None:
+        """Bring a collection written by an older medsearch to the current schema (additive changes only)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(concepts)")}
+        if "name" not in columns:  # before 0.1: concepts had no name column
+            self._db.execute("ALTER TABLE concepts ADD COLUMN name TEXT")
+            self._db.commit()
 
     # ------------------------------------------------------------------ open / create
     @classmethod
@@ -305,8 +319,8 @@ class Collection:
     ) -> list[str]:
         """Write records with their vectors and concepts in ONE transaction; returns the ids added.
 
-        vectors: space -> {record id -> float32 (dim,)}; concepts: record id -> [{concept_id, polarity, field,
-        start, end, sentence}]. Records whose id is already stored are skipped (ingest is idempotent by id).
+        vectors: space -> {record id -> float32 (dim,)}; concepts: record id -> [{concept_id, name, polarity,
+        field, start, end, sentence}]. Records whose id is already stored are skipped (ingest is idempotent by id).
         Indexes are not touched here: call `sync()` (ingest does, per batch).
         """
         vectors = vectors or {}
@@ -354,11 +368,12 @@ class Collection:
                 ],
             )
             db.executemany(
-                "INSERT INTO concepts VALUES (?,?,?,?,?,?,?)",
+                _INSERT_CONCEPT,
                 [
                     (
                         rid,
                         c["concept_id"],
+                        c.get("name"),
                         c["polarity"],
                         c.get("field"),
                         c.get("start"),
@@ -372,6 +387,41 @@ class Collection:
             )
             db.executemany("INSERT INTO changes (record_id) VALUES (?)", [(r.id,) for r in fresh])
         return [r.id for r in fresh]
+
+    def replace_concepts(self, concepts: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Replace the concept mentions of the given records (after the graph changed), in one transaction."""
+        with self._transaction() as db:
+            for chunk in _chunks(list(concepts), 900):
+                db.execute(f"DELETE FROM concepts WHERE record_id IN ({','.join('?' * len(chunk))})", chunk)
+            db.executemany(
+                _INSERT_CONCEPT,
+                [
+                    (
+                        rid,
+                        c["concept_id"],
+                        c.get("name"),
+                        c["polarity"],
+                        c.get("field"),
+                        c.get("start"),
+                        c.get("end"),
+                        c.get("sentence"),
+                    )
+                    for rid, found in concepts.items()
+                    for c in found
+                ],
+            )
+
+    def iter_records(self, batch_size: int = 512) -> Iterator[list[Record]]:
+        """All records, in id order, in batches."""
+        last = ""
+        while True:
+            rows = self._db.execute(
+                "SELECT id, data FROM records WHERE id > ? ORDER BY id LIMIT ?", (last, batch_size)
+            ).fetchall()
+            if not rows:
+                return
+            yield [record_from_json(data) for _, data in rows]
+            last = rows[-1][0]
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete records (and their vectors and concepts) by id; indexes follow. Returns how many existed."""
@@ -423,19 +473,30 @@ class Collection:
             out[row[0]] = payload
         return out
 
-    def concepts_of(self, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-        for chunk in _chunks(list(ids), 900):
+    _CONCEPT_COLUMNS = ("record_id", "concept_id", "name", "polarity", "field", "start", "end", "sentence")
+
+    def _concept_rows(self, column: str, values: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Concept rows whose `column` ("record_id" or "concept_id") is one of `values`, grouped by record."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        select = ", ".join(self._CONCEPT_COLUMNS)
+        for chunk in _chunks(list(dict.fromkeys(values)), 900):
             marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(
-                f"SELECT record_id, concept_id, polarity, field, start, end, sentence FROM concepts "
-                f"WHERE record_id IN ({marks})",
-                chunk,
-            ):
-                out[row[0]].append(
-                    dict(zip(("concept_id", "polarity", "field", "start", "end", "sentence"), row[1:]))
-                )
+            query = f"SELECT {select} FROM concepts WHERE {column} IN ({marks}) ORDER BY record_id, start"
+            for row in self._db.execute(query, chunk):
+                out.setdefault(row[0], []).append(dict(zip(self._CONCEPT_COLUMNS[1:], row[1:])))
         return out
+
+    def concepts_of(self, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """record id -> its concept mentions {concept_id, name, polarity, field, start, end, sentence}."""
+        found = self._concept_rows("record_id", ids)
+        return {record_id: found.get(record_id, []) for record_id in ids}
+
+    def records_mentioning(self, concept_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """record id -> its mentions of any of `concept_ids` (any polarity), for every record that has one."""
+        return self._concept_rows("concept_id", concept_ids)
+
+    def has_concepts(self) -> bool:
+        return self._db.execute("SELECT 1 FROM concepts LIMIT 1").fetchone() is not None
 
     def stats(self) -> dict[str, Any]:
         by_source = dict(self._db.execute("SELECT source, COUNT(*) FROM records GROUP BY source").fetchall())

@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from engine.collection import Collection
+from engine.concept_search import ConceptRanking, rank_by_concepts
 from engine.encoders.base import Encoder
 from engine.errors import QueryError
 from engine.fusion import reciprocal_rank_fusion
+from engine.knowledge import Knowledge
 from indexers import Filter
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class SearchRequest:
     mode: str = "hybrid"
     space: str | None = None
     filter: Filter | None = None
+    use_kg: bool = True  # hybrid mode: add the concept ranker and drop records that deny a query concept
 
 
 def query_terms(text: str) -> list[str]:
@@ -85,11 +88,18 @@ def query_terms(text: str) -> list[str]:
 
 
 class SearchService:
-    """Searches one collection. `encoder_for(space)` returns the encoder a space was built with (cached)."""
+    """Searches one collection. `encoder_for(space)` returns the encoder a space was built with (cached);
+    `knowledge_for()` the knowledge graph (or None), used by hybrid text queries when records carry concepts."""
 
-    def __init__(self, collection: Collection, encoder_for: Callable[[str], Encoder]) -> None:
+    def __init__(
+        self,
+        collection: Collection,
+        encoder_for: Callable[[str], Encoder],
+        knowledge_for: Callable[[], Knowledge | None] | None = None,
+    ) -> None:
         self.collection = collection
         self._encoder_for = encoder_for
+        self._knowledge_for = knowledge_for
         self._payloads: dict[str, dict[str, Any]] | None = None
         self._payloads_at = -1
 
@@ -108,8 +118,29 @@ class SearchService:
                 rankings["keyword"] = self._keyword_ranking(request)
             if request.mode in ("hybrid", "dense") or not request.text:
                 rankings.update(dense[i])
-            results.append(self._hits(request, rankings))
+            concepts = self._concept_ranking(request, rankings)
+            if concepts is not None and concepts.constraints:
+                rankings["concepts"] = concepts.ranked
+            results.append(self._hits(request, rankings, concepts))
         return results
+
+    def _concept_ranking(
+        self, request: SearchRequest, rankings: dict[str, list[tuple[str, float]]]
+    ) -> ConceptRanking | None:
+        if request.mode != "hybrid" or not request.text or not request.use_kg or self._knowledge_for is None:
+            return None
+        if not self.collection.has_concepts():
+            return None
+        knowledge = self._knowledge_for()
+        if knowledge is None:
+            return None
+        base_ranks: dict[str, int] = {}
+        for ranked in rankings.values():
+            for rank, (doc_id, _) in enumerate(ranked, start=1):
+                base_ranks[doc_id] = min(rank, base_ranks.get(doc_id, rank))
+        return rank_by_concepts(
+            self.collection, knowledge, request.text, self._allowed(request.filter), base_ranks
+        )
 
     # ------------------------------------------------------------------ rankers
     def _depth(self, request: SearchRequest) -> int:
@@ -185,13 +216,20 @@ class SearchService:
         return {rid for rid, payload in self._payloads.items() if filter.matches(payload)}
 
     # ------------------------------------------------------------------ hits
-    def _hits(self, request: SearchRequest, rankings: dict[str, list[tuple[str, float]]]) -> list[Hit]:
-        """Fuse the rankings (RRF score; a lone ranker keeps its raw score) into explained Hits."""
+    def _hits(
+        self,
+        request: SearchRequest,
+        rankings: dict[str, list[tuple[str, float]]],
+        concepts: ConceptRanking | None = None,
+    ) -> list[Hit]:
+        """Fuse the rankings (RRF score; a lone ranker keeps its raw score) into explained Hits; records that
+        deny a query concept are dropped."""
         raw = {name: dict(ranked) for name, ranked in rankings.items()}
         fused = reciprocal_rank_fusion({name: [x for x, _ in ranked] for name, ranked in rankings.items()})
-        fused = fused[: request.k]
+        denied = concepts.denied if concepts else set()
+        fused = [item for item in fused if item[0] not in denied][: request.k]
         records = self.collection.get_many([doc_id for doc_id, _, _ in fused])
-        concepts = self.collection.concepts_of(list(records))
+        mentions = self.collection.concepts_of(list(records))
         terms = query_terms(request.text) if request.text else []
         hits = []
         for doc_id, score, ranks in fused:
@@ -214,16 +252,35 @@ class SearchService:
                     image_path=record.image_path,
                     modality=record.modality,
                     body_part=record.body_part,
-                    concepts=tuple(concepts.get(doc_id, ())),
+                    concepts=tuple(_concept_chips(mentions.get(doc_id, ()))),
                     why=Why(
                         spaces=spaces,
                         ranks=dict(ranks),
                         scores=scores,
                         matched_terms=tuple(t for t in terms if t in words),
+                        matched_concepts=tuple(concepts.why.get(doc_id, ())) if concepts else (),
                     ),
                 )
             )
         return hits
+
+
+def _concept_chips(mentions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A record's concepts as design.md's {id, name, negated} (+ uncertain, field), one per concept and polarity."""
+    chips: dict[tuple[str, str], dict[str, Any]] = {}
+    for mention in mentions:
+        key = (mention["concept_id"], mention["polarity"])
+        chips.setdefault(
+            key,
+            {
+                "id": mention["concept_id"],
+                "name": mention.get("name"),
+                "negated": mention["polarity"] == "negated",
+                "uncertain": mention["polarity"] == "uncertain",
+                "field": mention.get("field"),
+            },
+        )
+    return list(chips.values())
 
 
 def _validate(request: SearchRequest) -> None:

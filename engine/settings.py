@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     collection: str = "default"
     index: IndexSettings = Field(default_factory=IndexSettings)
     encoders: EncoderSettings = Field(default_factory=EncoderSettings)
+    kg_enabled: bool = True  # link concepts at ingest and use them in hybrid search
     ingest_batch_size: int = 256
     decode_workers: int = 4
     log_level: str = "INFO"

@@ -17,6 +17,7 @@ from engine.encoders import Encoder
 from engine.encoders import create as create_encoder
 from engine.errors import CollectionError
 from engine.ingest import IngestSummary, ingest_records
+from engine.knowledge import Knowledge
 from engine.search import SearchService
 from engine.settings import Settings
 
@@ -31,6 +32,7 @@ class Workspace:
         self._encoders: dict[str, Encoder] = {}
         self._collections: dict[str, Collection] = {}
         self._services: dict[str, SearchService] = {}
+        self._knowledge: Knowledge | None = None
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ models
@@ -40,6 +42,16 @@ class Workspace:
             if name not in self._encoders:
                 self._encoders[name] = create_encoder(name)
             return self._encoders[name]
+
+    def knowledge(self) -> Knowledge | None:
+        """The knowledge graph and linker (built from the shared ontologies, cached under home/kg), or None when
+        disabled in settings."""
+        if not self.settings.kg_enabled:
+            return None
+        with self._lock:
+            if self._knowledge is None:
+                self._knowledge = Knowledge.load(self.settings.kg_dir, self.settings.data)
+            return self._knowledge
 
     def ingest_encoders(self) -> dict[str, Encoder]:
         """space -> encoder for ingest, from settings (image spaces only when configured and present)."""
@@ -76,7 +88,9 @@ class Workspace:
             if name not in self._services:
                 collection = self.collection(name)
                 self._services[name] = SearchService(
-                    collection, lambda space: self.encoder(collection.spaces[space]["encoder"])
+                    collection,
+                    lambda space: self.encoder(collection.spaces[space]["encoder"]),
+                    self.knowledge,
                 )
             return self._services[name]
 
@@ -100,10 +114,24 @@ class Workspace:
             source=dataset,
             batch_size=self.settings.ingest_batch_size,
             decode_workers=self.settings.decode_workers,
+            linker=knowledge.link_records if (knowledge := self.knowledge()) else None,
             progress=progress,
         )
         summary.missing_images = len(loaded.skipped)
         return summary
+
+    def relink(self, collection: str | None = None) -> int:
+        """Re-link every record of a collection with the current knowledge graph; returns records relinked."""
+        knowledge = self.knowledge()
+        if knowledge is None:
+            raise CollectionError("the knowledge graph is disabled (kg_enabled = false)")
+        target = self.collection(collection)
+        done = 0
+        for batch in target.iter_records():
+            target.replace_concepts(knowledge.link_records(batch))
+            done += len(batch)
+        logger.info("relinked %d records of %s", done, target.name)
+        return done
 
     def delete(self, ids: list[str], collection: str | None = None) -> int:
         return self.collection(collection).delete(ids)

@@ -174,6 +174,90 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _knowledge(workspace):  # noqa: ANN001, ANN202
+    from engine.errors import CollectionError
+
+    knowledge = workspace.knowledge()
+    if knowledge is None:
+        raise CollectionError("the knowledge graph is disabled (MEDSEARCH_KG_ENABLED=false)")
+    return knowledge
+
+
+def cmd_kg(args: argparse.Namespace) -> int:
+    from engine.knowledge import concept_card, mentions_as_dicts
+
+    with _workspace(args) as workspace:
+        knowledge = _knowledge(workspace)
+        if args.kg_command == "link":
+            mentions = mentions_as_dicts(knowledge.linker.link(args.text))
+            if args.json:
+                _print_json(mentions)
+            for m in [] if args.json else mentions:
+                flags = "".join((" NEGATED" if m["negated"] else "", " UNCERTAIN" if m["uncertain"] else ""))
+                print(f"{m['start']:>4}-{m['end']:<4} {m['text']!r:<28} -> {m['concept_id']} {m['name']}{flags}")
+        elif args.kg_command == "show":
+            concept = knowledge.graph.concept(args.concept)
+            names = workspace.collection_names()
+            collection = args.collection or workspace.settings.collection
+            linked = workspace.collection(collection).records_mentioning([concept.id]) if collection in names else {}
+            card = concept_card(knowledge, concept.id, linked)
+            _print_json(card) if args.json else _print_card(card)
+        elif args.kg_command == "stats":
+            _print_json({**knowledge.graph.stats(), "metadata": knowledge.graph.metadata})
+        elif args.kg_command == "relink":
+            print(f"relinked {workspace.relink(args.collection)} records")
+    return 0
+
+
+def _print_card(card: dict[str, Any]) -> None:
+    print(f"{card['id']}  {card['name']}  [{card['semantic_type']}]  sources: {', '.join(card['sources'])}")
+    for label in ("synonyms", "xrefs"):
+        if card[label]:
+            print(f"  {label}: {'; '.join(card[label][:15])}")
+    if card["definition"]:
+        print(f"  definition: {card['definition'][:300]}")
+    for label in ("parents", "children"):
+        if card[label]:
+            listed = "; ".join(f"{c['name']} ({c['id']})" for c in card[label])
+            print(f"  {label}: {listed}")
+    for rel in card["related"]:
+        print(f"  {rel['relation']}: {rel['name']} ({rel['id']})")
+    for polarity, found in card["records"].items():
+        if found["count"]:
+            print(f"  records ({polarity}): {found['count']}: {', '.join(found['ids'][:8])}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from engine.workspace import require_data_dir
+
+    if args.target != "kg":
+        raise QueryError(f"eval {args.target!r} is not available yet; available: kg")
+    from engine.evaluation.kg_eval import evaluate_kg
+
+    queries = args.queries or Path(__file__).resolve().parents[1] / "benchmarks" / "kg_queries.json"
+    with _workspace(args) as workspace:
+        result = evaluate_kg(workspace, queries, require_data_dir(args.settings) / "iu-xray")
+    out = args.out or args.settings.home / "eval" / "kg.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    summary = {"linking": {s: result["linking"][s] for s in ("all", "validation")}, "search": result["search"]}
+    _print_json(summary)
+    print(f"saved {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ui.api import create_app
+
+    app = create_app(args.settings, web=not args.no_web)
+    logger.info("serving on http://%s:%d (API at /, docs at /docs, web app at /ui)", args.host, args.port)
+    # one process: the models and indexes are loaded once, in the app's lifespan; log through our handlers
+    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_config=None, proxy_headers=False)
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=10, help="number of hits (default 10)")
@@ -200,6 +284,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "collections": (cmd_collections, "list collections with counts"),
     "delete": (cmd_delete, "delete records by id"),
     "demo": (cmd_demo, "ingest the shared datasets and run example searches"),
+    "kg": (cmd_kg, "knowledge graph: link text, show a concept, stats, relink a collection"),
+    "eval": (cmd_eval, "evaluate (kg: concept linking and finding search on IU X-ray) and save JSON"),
+    "serve": (cmd_serve, "serve the HTTP API (/, docs at /docs) and the web app (/ui)"),
 }
 
 
@@ -244,8 +331,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="+")
     p.add_argument("--collection", default=None)
 
+    p = parsers["kg"]
+    kg_sub = p.add_subparsers(dest="kg_command", required=True)
+    q = kg_sub.add_parser("link", help="concepts in a text, with spans and negated/uncertain flags")
+    q.add_argument("text")
+    q.add_argument("--json", action="store_true")
+    q = kg_sub.add_parser("show", help="a concept: synonyms, parents, children, related, linked records")
+    q.add_argument("concept", help="concept id (DOID:..., RID..., UMLS:...) or name")
+    q.add_argument("--collection", default=None)
+    q.add_argument("--json", action="store_true")
+    kg_sub.add_parser("stats", help="graph counts by source, semantic type and relation")
+    q = kg_sub.add_parser("relink", help="re-link every record of a collection with the current graph")
+    q.add_argument("--collection", default=None)
+
+    p = parsers["eval"]
+    p.add_argument("target", choices=("kg",))
+    p.add_argument("--queries", type=Path, default=None, help="finding query set (default benchmarks/kg_queries.json)")
+    p.add_argument("--out", type=Path, default=None, help="metrics JSON (default <home>/eval/kg.json)")
+
     p = parsers["demo"]
     p.add_argument("--collection", default=None)
+
+    p = parsers["serve"]
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--no-web", action="store_true", help="serve the API only, without the web app at /ui")
     return parser
 
 

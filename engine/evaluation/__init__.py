@@ -1,0 +1,1 @@
+"""Evaluation: retrieval, knowledge-graph and ranking metrics, each measured beside its baselines."""
