@@ -103,6 +103,7 @@ class Collection:
         self._migrate()
         self._indexes: dict[str, indexers.VectorIndex] = {}
         self._keyword: indexers.BM25Index | None = None
+        self._applied: dict[str, int] = {}  # "index:<space>" / "keyword" -> last change this process applied
 
     def _migrate(self) -> None:
         """Bring a collection written by an older medsearch to the current schema (additive changes only)."""
@@ -187,17 +188,21 @@ class Collection:
             )
 
     def index(self, space: str) -> indexers.VectorIndex:
-        """The vector index of `space`, opened and caught up with SQLite on first use."""
+        """The vector index of `space`, caught up (in memory) with every change in SQLite, including changes
+        another process made since this one opened it."""
         if space not in self._indexes:
             if space not in self.spaces:
                 raise CollectionError(
                     f"collection {self.name!r} has no {space!r} space (it has {sorted(self.spaces)})"
                 )
-            index = indexers.create(
+            applied = self._watermark(
+                f"index:{space}"
+            )  # read before loading: the files are at least this new
+            self._indexes[space] = indexers.create(
                 self.manifest["backend"], dim=self.spaces[space]["dim"], **self._index_options(space)
             )
-            self._indexes[space] = index
-            self._catch_up(space)
+            self._applied[f"index:{space}"] = applied
+        self._catch_up(space)
         return self._indexes[space]
 
     def _index_options(self, space: str) -> dict[str, Any]:
@@ -217,15 +222,18 @@ class Collection:
         return options
 
     def _catch_up(self, space: str) -> None:
-        """Replay the changes the index has not applied yet (after a crash, or writes by another process)."""
-        watermark = self._watermark(f"index:{space}")
+        """Replay the changes this process's copy of the index has not applied (after a crash, or writes by
+        another process): records that still exist are upserted, the others deleted. In memory only."""
+        key = f"index:{space}"
         last = self.last_change()
-        if last <= watermark:
+        if last <= self._applied[key]:
             return
         started = time.perf_counter()
         touched = [
             row[0]
-            for row in self._db.execute("SELECT DISTINCT record_id FROM changes WHERE seq > ?", (watermark,))
+            for row in self._db.execute(
+                "SELECT DISTINCT record_id FROM changes WHERE seq > ?", (self._applied[key],)
+            )
         ]
         index = self._indexes[space]
         added = deleted = 0
@@ -237,12 +245,12 @@ class Collection:
             gone = sorted(set(chunk) - set(ids))
             if gone:
                 deleted += index.delete(gone)
-        index.save()
-        self._set_watermark(f"index:{space}", last)
+        self._applied[key] = last
         logger.info(
-            "index %s/%s caught up: %d upserted, %d deleted in %.1fs",
+            "index %s/%s caught up to change %d: %d upserted, %d deleted in %.1fs",
             self.name,
             space,
+            last,
             added,
             deleted,
             time.perf_counter() - started,
@@ -263,16 +271,21 @@ class Collection:
         return [row[0] for row in rows], vectors, payloads
 
     def keyword_index(self) -> indexers.BM25Index:
-        """BM25 over record text, rebuilt from SQLite whenever records changed since it was built."""
+        """BM25 over the text of every record that has text, rebuilt (in memory) when records changed."""
         if self._keyword is None:
-            self._keyword = indexers.BM25Index(path=str(self.path / "keyword"))
+            self._applied["keyword"] = self._watermark("keyword")
+            try:
+                self._keyword = indexers.BM25Index(path=str(self.path / "keyword"))
+            except indexers.IndexerError as e:  # unreadable or from another version: rebuild from SQLite
+                logger.warning("BM25 index of %s not loaded (%s); rebuilding", self.name, e)
+                self._keyword, self._applied["keyword"] = indexers.BM25Index(path=None), -1
+                self._keyword.path = self.path / "keyword"  # saved over the unreadable one on the next sync
         last = self.last_change()
-        if self._watermark("keyword") < last or self._keyword.count() != self.count():
+        if self._applied["keyword"] < last:
             started = time.perf_counter()
-            rows = self._db.execute("SELECT id, text FROM records ORDER BY id").fetchall()
+            rows = self._db.execute("SELECT id, text FROM records WHERE text != '' ORDER BY id").fetchall()
             self._keyword.index([r[0] for r in rows], [r[1] for r in rows])
-            self._keyword.save()
-            self._set_watermark("keyword", last)
+            self._applied["keyword"] = last
             logger.info(
                 "BM25 index of %s rebuilt over %d records in %.1fs",
                 self.name,
@@ -282,13 +295,18 @@ class Collection:
         return self._keyword
 
     def sync(self) -> None:
-        """Bring every index (vector spaces and BM25) up to date with SQLite and save them."""
+        """Bring every index (vector spaces and BM25) up to date with SQLite, save them, and record how far
+        they got (the watermarks other processes and the next open start from)."""
         for space in self.spaces:
-            if space in self._indexes:
-                self._catch_up(space)
-            else:
-                self.index(space)
-        self.keyword_index()
+            index = self.index(space)
+            key = f"index:{space}"
+            if self._watermark(key) < self._applied[key]:
+                index.save()
+                self._set_watermark(key, self._applied[key])
+        keyword = self.keyword_index()
+        if self._watermark("keyword") < self._applied["keyword"]:
+            keyword.save()
+            self._set_watermark("keyword", self._applied["keyword"])
 
     # ------------------------------------------------------------------ writes
     @contextmanager

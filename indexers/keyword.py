@@ -112,9 +112,10 @@ class BM25Index:
         last = {id_: text or "" for id_, text in zip(checked, texts, strict=True)}
         self._ids = list(last)
         self._retriever = None
-        if self._ids:
+        tokens = self._tokens(list(last.values()))
+        if any(tokens):  # bm25s cannot index a corpus without a single token (e.g. only image records)
             retriever = bm25s.BM25()
-            retriever.index(self._tokens(list(last.values())), show_progress=False)
+            retriever.index(tokens, show_progress=False)
             self._retriever = retriever
         logger.debug("BM25 index built over %d documents (stemmed=%s)", len(self._ids), self.stemmed)
 
@@ -184,7 +185,7 @@ class BM25Index:
         self._stemmer = load_stemmer() if manifest.get("stemmed") else None
         self._ids = list(manifest.get("ids", []))
         folder = manifest.get("folder")
-        if not self._ids:
+        if not self._ids or not folder:
             return
         if not folder or not (self.path / folder).is_dir():
             raise StorageError(f"BM25 data folder {folder!r} named by {self.path / MANIFEST} is missing")

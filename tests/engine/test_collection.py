@@ -98,3 +98,32 @@ def test_wrong_vector_shape_writes_nothing(tmp_path, iu_records):
         with pytest.raises(CollectionError, match="shape"):
             collection.add(iu_records[:1], bad)
         assert collection.count() == 0
+
+
+def test_reader_sees_writes_of_another_process(tmp_path, iu_records, minilm):
+    """A long-lived reader (the API server) picks up records another writer (a CLI ingest) added and synced."""
+    writer = _open(tmp_path)
+    writer.add(iu_records[:10], _vectors(iu_records[:10], minilm))
+    writer.sync()
+    reader = Collection.open(tmp_path, "c")
+    first = sum(bool(r.text()) for r in iu_records[:10])
+    assert reader.index("text").count() == 10 and reader.keyword_index().count() == first
+    writer.add(iu_records[10:30], _vectors(iu_records[10:30], minilm))
+    writer.sync()
+    writer.delete([iu_records[0].id])
+    with_text = sum(bool(r.text()) for r in iu_records[1:30])
+    assert reader.index("text").count() == 29  # this test gives every record a vector, even an empty one
+    assert reader.keyword_index().count() == with_text
+    assert iu_records[0].id not in reader.index("text").ids()
+    reader.close()
+    writer.close()
+
+
+def test_records_without_text_do_not_break_keyword_search(tmp_path, iu_records):
+    from dataclasses import replace
+
+    with _open(tmp_path) as collection:
+        collection.add([replace(r, findings=None, impression=None, history=None) for r in iu_records[:3]])
+        collection.sync()
+        ids, _ = collection.keyword_index().search(["effusion"], 5)
+        assert list(ids[0]) == [""] * 5

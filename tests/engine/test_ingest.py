@@ -108,4 +108,4 @@ def test_kill_during_ingest_loses_at_most_the_batch_in_flight(tmp_path, mini_iu_
     with Collection.open(home, "default") as collection:
         assert collection.count() == 800
         assert collection.index("text").count() == collection.vector_count("text") > 790
-        assert collection.keyword_index().count() == 800
+        assert collection.keyword_index().count() == collection.vector_count("text")  # the records with text
