@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint clean
+.PHONY: setup browser demo test test-all lint clean
 
 setup: $(STAMP)
 
@@ -15,14 +15,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# Debian's Chromium + ChromeDriver for the end-to-end web test (skipped, with the reason, when they are absent)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	    else echo "note: chromium/chromedriver not installed (needs root + apt); the browser test will skip"; fi; }
+
 demo: setup
 	$(BIN)/medsearch demo
 
-test: setup
-	$(BIN)/python -m pytest
+test: setup browser
+	$(BIN)/python -m pytest --nbmake tests notebooks
 
-test-all: setup
-	$(BIN)/python -m pytest -m ""
+test-all: setup browser
+	$(BIN)/python -m pytest --nbmake -m "" tests notebooks
 
 lint: setup
 	$(BIN)/ruff check engine indexers kg ui tests benchmarks

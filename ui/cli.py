@@ -170,8 +170,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for query in DEMO_QUERIES:
             print(f"\n=== {query}")
             _print_hits(service.search(SearchRequest(text=query, k=5)))
-    print('\nTry: medsearch search "cardiomegaly" --filter source=iu-xray --json')
-    return 0
+    if args.no_serve:
+        print('\nTry: medsearch search "cardiomegaly" --filter source=iu-xray --json')
+        return 0
+    print(
+        f"\nServing: API http://{args.host}:{args.port}/docs, web app http://{args.host}:{args.port}/ui (Ctrl-C stops)"
+    )
+    args.no_web = False
+    return cmd_serve(args)
 
 
 def _knowledge(workspace):  # noqa: ANN001, ANN202
@@ -194,12 +200,18 @@ def cmd_kg(args: argparse.Namespace) -> int:
                 _print_json(mentions)
             for m in [] if args.json else mentions:
                 flags = "".join((" NEGATED" if m["negated"] else "", " UNCERTAIN" if m["uncertain"] else ""))
-                print(f"{m['start']:>4}-{m['end']:<4} {m['text']!r:<28} -> {m['concept_id']} {m['name']}{flags}")
+                print(
+                    f"{m['start']:>4}-{m['end']:<4} {m['text']!r:<28} -> {m['concept_id']} {m['name']}{flags}"
+                )
         elif args.kg_command == "show":
             concept = knowledge.graph.concept(args.concept)
             names = workspace.collection_names()
             collection = args.collection or workspace.settings.collection
-            linked = workspace.collection(collection).records_mentioning([concept.id]) if collection in names else {}
+            linked = (
+                workspace.collection(collection).records_mentioning([concept.id])
+                if collection in names
+                else {}
+            )
             card = concept_card(knowledge, concept.id, linked)
             _print_json(card) if args.json else _print_card(card)
         elif args.kg_command == "stats":
@@ -240,7 +252,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = args.out or args.settings.home / "eval" / "kg.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    summary = {"linking": {s: result["linking"][s] for s in ("all", "validation")}, "search": result["search"]}
+    summary = {
+        "linking": {s: result["linking"][s] for s in ("all", "validation")},
+        "search": result["search"],
+    }
     _print_json(summary)
     print(f"saved {out}", file=sys.stderr)
     return 0
@@ -346,11 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = parsers["eval"]
     p.add_argument("target", choices=("kg",))
-    p.add_argument("--queries", type=Path, default=None, help="finding query set (default benchmarks/kg_queries.json)")
+    p.add_argument(
+        "--queries", type=Path, default=None, help="finding query set (default benchmarks/kg_queries.json)"
+    )
     p.add_argument("--out", type=Path, default=None, help="metrics JSON (default <home>/eval/kg.json)")
 
     p = parsers["demo"]
     p.add_argument("--collection", default=None)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-serve", action="store_true", help="stop after the example searches")
 
     p = parsers["serve"]
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")

@@ -1,0 +1,108 @@
+"""Writes the notebooks from plain Python (run: .venv/bin/python notebooks/make_notebooks.py); keeps their code reviewable."""
+import nbformat as nbf
+from pathlib import Path
+
+def nb(cells):
+    book = nbf.v4.new_notebook()
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    book.cells = [nbf.v4.new_markdown_cell(c[1]) if c[0] == "md" else nbf.v4.new_code_cell(c[1]) for c in cells]
+    return book
+
+SETUP = '''import os, tempfile
+from pathlib import Path
+
+from engine.settings import Settings
+from engine.workspace import Workspace, require_data_dir
+
+# A throwaway home so the notebook never touches your ./.medsearch; set MEDSEARCH_HOME to keep it.
+home = Path(os.environ.get("MEDSEARCH_NOTEBOOK_HOME") or tempfile.mkdtemp(prefix="medsearch-nb-"))
+settings = Settings(home=home)
+data = require_data_dir(settings)   # ../shared/data next to the repo, or MEDSEARCH_DATA
+workspace = Workspace(settings)
+print("home:", home, "| data:", data)'''
+
+quick = nb([
+ ("md", "# 01 · Quickstart\n\nIngest a dataset, search it three ways (keyword, dense, hybrid with the knowledge graph), and look at the result images. Runs on the shared VQA-RAD folder (315 images, CC0) in about a minute on a laptop CPU."),
+ ("code", SETUP),
+ ("md", "## Ingest\nThe loader validates the folder, images are decoded (unreadable ones are skipped and counted), texts are embedded with all-MiniLM-L6-v2 and linked to concepts. Re-running adds nothing: ids are stable."),
+ ("code", '''summary = workspace.ingest("vqa-rad", data / "vqa-rad", progress=False)
+summary.as_dict()'''),
+ ("code", '''assert summary.added + summary.already_present == 315
+workspace.collection().stats()'''),
+ ("md", "## Search\n`SearchRequest` is what the CLI, the API and the web app build. Filters use one language for every backend."),
+ ("code", '''from engine.search import SearchRequest
+from indexers import parse_filters
+
+service = workspace.search_service()
+for mode in ("keyword", "dense", "hybrid"):
+    hits = service.search(SearchRequest(text="brain hemorrhage", k=5, mode=mode, filter=parse_filters(["body_part=head"])))
+    print(f"{mode:>8}:", [h.id for h in hits])
+    assert all(h.body_part == "head" for h in hits)'''),
+ ("md", "Every hit says why it was returned: rankers and ranks, matched words, matched concepts with their sentence and graph path."),
+ ("code", '''hit = service.search(SearchRequest(text="kidney stone", k=1))[0]
+hit.to_dict()["why"]'''),
+ ("md", "## Show the result images"),
+ ("code", '''import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from PIL import Image
+
+hits = service.search(SearchRequest(text="pneumothorax chest x-ray", k=6))
+fig, axes = plt.subplots(1, len(hits), figsize=(3 * len(hits), 3.4))
+for axis, hit in zip(axes, hits):
+    axis.imshow(Image.open(hit.image_path).convert("L"), cmap="gray")
+    axis.set_title(f"{hit.id.split(':')[1]}\\n{hit.score:.3f}", fontsize=8)
+    axis.axis("off")
+plt.tight_layout()
+plt.show()
+assert all(Path(h.image_path).is_file() for h in hits)'''),
+ ("code", "workspace.close()"),
+])
+
+kgbook = nb([
+ ("md", "# 03 · Knowledge graph\n\nLink report text to concepts with negation and uncertainty, expand a query through the hierarchy, and draw a concept's neighbourhood. The graph is built from the Disease Ontology, RadLex, the SLAKE KG and the curated lexicon in `kg/data/` (about 15 s the first time, cached after)."),
+ ("code", SETUP),
+ ("code", '''knowledge = workspace.knowledge()
+knowledge.graph.stats()["concepts"]'''),
+ ("md", "## Link a report\nNegation scopes span coordinated lists and stop at sentence ends and at *but* / *however*."),
+ ("code", '''from engine.knowledge import mentions_as_dicts
+
+report = "No pneumothorax or pleural effusion. The heart is mildly enlarged. Possible small left effusion, but no consolidation."
+mentions = mentions_as_dicts(knowledge.linker.link(report))
+for m in mentions:
+    print(f"{m['text']!r:32} -> {m['name']:<20} negated={m['negated']!s:5} uncertain={m['uncertain']}")
+names = {m["name"]: m for m in mentions}
+assert names["pneumothorax"]["negated"] and names["pleural effusion"]["negated"]
+assert names["cardiomegaly"]["negated"] is False'''),
+ ("md", "## Expand a query\nA query concept reaches its narrower concepts; the path explains each step."),
+ ("code", '''[constraint] = knowledge.constraints("effusion")
+print(constraint.name, "->", len(constraint.narrower), "concepts, e.g.")
+for concept_id, path in list(constraint.narrower.items())[1:6]:
+    print("  ", knowledge.graph.concept(concept_id).name, " <- ", " / ".join(rel for _, rel, _ in path))'''),
+ ("md", "## Draw a neighbourhood"),
+ ("code", '''import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import networkx as nx
+
+graph = knowledge.graph
+center = graph.concept("pneumothorax")
+view = nx.DiGraph()
+for parent in graph.parents(center.id):
+    view.add_edge(center.name, parent.name, label="is_a")
+for child in graph.children(center.id)[:6]:
+    view.add_edge(child.name, center.name, label="is_a")
+for relation, other in graph.related(center.id)[:6]:
+    view.add_edge(center.name, other.name[:30], label=relation)
+plt.figure(figsize=(9, 6))
+layout = nx.spring_layout(view, seed=1)
+nx.draw_networkx(view, layout, node_size=300, font_size=7, node_color="#cde")
+nx.draw_networkx_edge_labels(view, layout, edge_labels=nx.get_edge_attributes(view, "label"), font_size=6)
+plt.axis("off")
+plt.show()
+assert view.number_of_nodes() > 1'''),
+ ("code", "workspace.close()"),
+])
+HERE = Path(__file__).resolve().parent
+nbf.write(quick, HERE / "01_quickstart.ipynb")
+nbf.write(kgbook, HERE / "03_knowledge_graph.ipynb")
