@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from indexers.errors import IndexerError
-from kg.errors import KGError
+from kg.errors import ConceptNotFoundError, KGError
 
 
 class EngineError(Exception):
@@ -49,5 +49,7 @@ class ImageReadError(EngineError, ValueError):
 class QueryError(EngineError, ValueError):
     """A search request is malformed (bad filter, empty query, unknown mode or space)."""
 
+
+__all__ = ["ConceptNotFoundError", "IndexerError", "KGError"]  # re-exported for ui
 
 MEDSEARCH_ERRORS: tuple[type[Exception], ...] = (EngineError, IndexerError, KGError)

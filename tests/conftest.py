@@ -23,3 +23,11 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("shared datasets not found (set MEDSEARCH_DATA or put shared/data next to the repo)")
     return path
+
+
+@pytest.fixture(scope="session")
+def knowledge(tmp_path_factory, shared_data: Path):
+    """The knowledge graph built from the shared ontologies (once per test session) and its linker."""
+    from engine.knowledge import Knowledge
+
+    return Knowledge.load(tmp_path_factory.mktemp("kg-cache"), shared_data)

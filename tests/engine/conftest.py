@@ -47,11 +47,3 @@ def mini_vqa_rad(tmp_path: Path, shared_data: Path) -> Path:
     extra = dict(kept[0], qid=999999, image_name=corrupt)
     (folder / "trainset.json").write_text(json.dumps(kept + [extra]))
     return folder
-
-
-@pytest.fixture(scope="session")
-def knowledge(tmp_path_factory, shared_data: Path):
-    """The knowledge graph built from the shared ontologies (once per test session) and its linker."""
-    from engine.knowledge import Knowledge
-
-    return Knowledge.load(tmp_path_factory.mktemp("kg-cache"), shared_data)

@@ -4,9 +4,8 @@ encoders loaded once (MiniLM for text, a raw-pixel encoder standing in for a tra
 from __future__ import annotations
 
 import json
-import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,39 +43,9 @@ class PixelEncoder:
         raise NotImplementedError("PixelEncoder encodes images only")
 
 
-_FINDINGS = {
-    "effusion": "TEST:effusion",
-    "pneumothorax": "TEST:pneumothorax",
-    "cardiomegaly": "TEST:cardiomegaly",
-}
-_NEGATION = re.compile(r"\b(no|without|negative for|free of)\b[^.]{0,40}$", re.IGNORECASE)
-
-
-def keyword_linker(records: Sequence) -> Mapping[str, list[dict]]:
-    """Test stand-in for the KG linker: three findings by keyword, negated after "no ..." in the same sentence,
-    so stored concepts (and the web app's negated chips) can be tested without building the knowledge graph."""
-    out: dict[str, list[dict]] = {}
-    for record in records:
-        text = record.text()
-        for match in re.finditer("|".join(_FINDINGS), text, re.IGNORECASE):
-            sentence_start = max(text.rfind(".", 0, match.start()), text.rfind("\n", 0, match.start())) + 1
-            before = text[sentence_start : match.start()]
-            out.setdefault(record.id, []).append(
-                {
-                    "concept_id": _FINDINGS[match.group(0).lower()],
-                    "polarity": "negated" if _NEGATION.search(before) else "present",
-                    "field": "text",
-                    "start": match.start(),
-                    "end": match.end(),
-                    "sentence": text[sentence_start : match.end()].strip(),
-                }
-            )
-    return out
-
-
 def make_settings(home: Path) -> Settings:
-    """Settings for a test home: no shared data folder, no knowledge graph (the API is tested, not the KG)."""
-    return Settings(home=home, data=None, kg_enabled=False)
+    """Settings for a test home: no shared data folder (the session's knowledge graph is handed in)."""
+    return Settings(home=home, data=None)
 
 
 @pytest.fixture(scope="session")
@@ -87,13 +56,14 @@ def ui_minilm():
 
 
 @pytest.fixture(scope="session")
-def workspace_factory(ui_minilm) -> Callable[[Settings], Workspace]:
-    """Builds Workspaces whose encoder cache already holds the session's encoders (no reload per app)."""
+def workspace_factory(ui_minilm, knowledge) -> Callable[[Settings], Workspace]:
+    """Builds Workspaces that already hold the session's encoders and knowledge graph (no reload per app)."""
     pixels = PixelEncoder()
 
     def factory(settings: Settings) -> Workspace:
         workspace = Workspace(settings)
         workspace._encoders.update({"minilm": ui_minilm, pixels.name: pixels})
+        workspace._knowledge = knowledge
         return workspace
 
     return factory
@@ -102,7 +72,7 @@ def workspace_factory(ui_minilm) -> Callable[[Settings], Workspace]:
 @pytest.fixture(scope="session")
 def ui_home(tmp_path_factory, shared_data: Path, workspace_factory) -> Path:
     """A home holding `default` (VQA_RECORDS VQA-RAD images with their QA text and IU_REPORTS IU X-ray reports,
-    MiniLM text space, concepts from `keyword_linker`) and `images` (40 VQA-RAD images, raw-pixel image space)."""
+    MiniLM text space, concepts from the knowledge graph's linker) and `images` (40 VQA-RAD images, raw-pixel image space)."""
     from engine import datasets
     from engine.ingest import ingest_records
 
@@ -112,8 +82,9 @@ def ui_home(tmp_path_factory, shared_data: Path, workspace_factory) -> Path:
     with workspace_factory(make_settings(home)) as workspace:
         text = {"text": workspace.encoder("minilm")}
         default = workspace.collection(create=True)
-        ingest_records(default, records[:VQA_RECORDS], text, source="vqa-rad", progress=False)
-        ingest_records(default, reports, text, source="iu-xray", linker=keyword_linker, progress=False)
+        linker = workspace.knowledge().link_records
+        ingest_records(default, records[:VQA_RECORDS], text, source="vqa-rad", linker=linker, progress=False)
+        ingest_records(default, reports, text, source="iu-xray", linker=linker, progress=False)
         pixels = {"clip": workspace.encoder(PixelEncoder.name)}
         images = workspace.collection(IMAGES_COLLECTION, create=True)
         ingest_records(images, records[:40], pixels, source="vqa-rad", progress=False)

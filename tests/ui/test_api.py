@@ -384,3 +384,20 @@ def test_concurrent_requests_match_sequential_results(client, image_folder):
         results = list(pool.map(run, queries * 3))
     assert results == expected * 3 and writer.result() == 3
     assert client.get("/collections/concurrent").json()["records"] == 2
+
+
+def test_concepts_find_and_card(client):
+    found = client.get("/concepts", params={"q": "enlarged heart"})
+    assert found.status_code == 200
+    body = found.json()
+    assert body["mentions"][0]["name"] == "cardiomegaly" and body["mentions"][0]["negated"] is False
+    card = client.get("/concepts/pleural effusion").json()
+    assert card["name"] == "pleural effusion" and card["parents"]
+    assert card["records"]["negated"]["count"] > 0  # IU reports that say "no pleural effusion"
+    by_xref = client.get("/concepts/MESH:D006332")
+    assert by_xref.status_code == 200 and by_xref.json()["name"] == "cardiomegaly"
+
+
+def test_unknown_concept_is_404_with_suggestions(client):
+    response = client.get("/concepts/pleural efusion")
+    assert response.status_code == 404 and "pleural" in response.json()["detail"]

@@ -23,7 +23,7 @@ from ui.api.deps import key_matches, require_read_access
 from ui.api.engine import EngineHandle, WorkspaceFactory
 from ui.api.errors import install_error_handlers
 from ui.api.limits import BodySizeLimitMiddleware
-from ui.api.routers import collections, ingest, records, search, system
+from ui.api.routers import collections, concepts, ingest, records, search, system
 from ui.api.settings import ApiSettings, api_settings_from
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "X-API-Key"],
         )
     app.include_router(system.router)
-    for router in (collections.router, search.router, records.router):
+    for router in (collections.router, search.router, records.router, concepts.router):
         app.include_router(router, dependencies=[Depends(require_read_access)])
     app.include_router(ingest.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

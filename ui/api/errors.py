@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from engine.errors import (
     MEDSEARCH_ERRORS,
     CollectionError,
+    ConceptNotFoundError,
     DatasetFormatError,
     EncoderUnavailableError,
     ImageReadError,
@@ -37,6 +38,7 @@ class UploadTooLargeError(ValueError):
 # most specific first: the first class an error is an instance of decides its status
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (RecordNotFoundError, 404),
+    (ConceptNotFoundError, 404),
     (UnknownCollectionError, 404),
     (UploadTooLargeError, 413),
     (QueryError, 400),
