@@ -406,6 +406,35 @@ class Collection:
             db.executemany("INSERT INTO changes (record_id) VALUES (?)", [(r.id,) for r in fresh])
         return [r.id for r in fresh]
 
+    def ids_without_vector(self, space: str, ids: Iterable[str]) -> set[str]:
+        """Those of `ids` that have no vector in `space` (records ingested before the space existed)."""
+        ids = list(ids)
+        have: set[str] = set()
+        for chunk in _chunks(ids, 900):
+            marks = ",".join("?" * len(chunk))
+            have.update(
+                r[0]
+                for r in self._db.execute(
+                    f"SELECT record_id FROM vectors WHERE space = ? AND record_id IN ({marks})",
+                    (space, *chunk),
+                )
+            )
+        return set(ids) - have
+
+    def add_vectors(self, space: str, vectors: Mapping[str, np.ndarray]) -> int:
+        """Add vectors of existing records to `space` in one transaction (indexes follow on `sync`)."""
+        dim = self.spaces[space]["dim"]
+        rows = [(rid, space, np.asarray(v, dtype=np.float32).tobytes()) for rid, v in vectors.items()]
+        if any(np.asarray(v).shape != (dim,) for v in vectors.values()):
+            raise CollectionError(f"vectors for space {space!r} must have shape ({dim},)")
+        with self._transaction() as db:
+            present = self.existing_ids(vectors)
+            db.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?,?,?)", [r for r in rows if r[0] in present]
+            )
+            db.executemany("INSERT INTO changes (record_id) VALUES (?)", [(rid,) for rid in sorted(present)])
+        return len(present)
+
     def replace_concepts(self, concepts: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         """Replace the concept mentions of the given records (after the graph changed), in one transaction."""
         with self._transaction() as db:

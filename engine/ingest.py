@@ -39,6 +39,7 @@ class IngestSummary:
     added: int = 0
     already_present: int = 0
     missing_images: int = 0  # records the loader left out because their image file does not exist
+    embedded: dict[str, int] = field(default_factory=dict)  # space -> stored records newly embedded in it
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: dict[str, float] = field(
         default_factory=lambda: {"read": 0.0, "encode": 0.0, "link": 0.0, "write": 0.0, "index": 0.0}
@@ -51,6 +52,7 @@ class IngestSummary:
             "added": self.added,
             "already_present": self.already_present,
             "missing_images": self.missing_images,
+            "embedded_existing": dict(self.embedded),
             "failed_images": len(self.failed),
             "failed": [{"path": p, "reason": r} for p, r in self.failed],
             "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
@@ -109,6 +111,9 @@ def ingest_records(
             batch = pending[start : start + batch_size]
             _ingest_batch(collection, batch, encoders, pool, needs_pixels, linker, summary)
             bar.update(len(batch))
+        backfill = _records_missing_spaces(collection, [r for r in records if r.id in known], encoders)
+        for start in range(0, len(backfill), batch_size):
+            _backfill_batch(collection, backfill[start : start + batch_size], encoders, pool, summary)
     bar.close()
     started = time.perf_counter()
     collection.sync()
@@ -149,6 +154,46 @@ def _ingest_batch(
     started = time.perf_counter()
     summary.added += len(collection.add(kept, vectors, concepts))
     summary.seconds["write"] += time.perf_counter() - started
+
+
+def _records_missing_spaces(
+    collection: Collection, records: list[Record], encoders: Mapping[str, Encoder]
+) -> list[Record]:
+    """Records already stored that lack a vector in one of the spaces (a space added after they were)."""
+    missing: set[str] = set()
+    for space, encoder in encoders.items():
+        wanted = [
+            r.id
+            for r in records
+            if (r.image_path and "image" in encoder.modalities)
+            or ("text" in encoder.modalities and r.text().strip())
+        ]
+        missing |= collection.ids_without_vector(space, wanted)
+    return [r for r in records if r.id in missing]
+
+
+def _backfill_batch(
+    collection: Collection,
+    batch: list[Record],
+    encoders: Mapping[str, Encoder],
+    pool: ThreadPoolExecutor,
+    summary: IngestSummary,
+) -> None:
+    """Embed stored records in the spaces they lack (e.g. after `medsearch train clip`)."""
+    started = time.perf_counter()
+    images = _decode_images(batch, pool, summary, keep=True)
+    summary.seconds["read"] += time.perf_counter() - started
+    for space, encoder in encoders.items():
+        lacking = collection.ids_without_vector(space, [r.id for r in batch])
+        chosen = [r for r in batch if r.id in lacking and (r.image_path is None or r.id in images)]
+        if not chosen:
+            continue
+        started = time.perf_counter()
+        vectors = _encode(encoder, chosen, images)
+        summary.seconds["encode"] += time.perf_counter() - started
+        started = time.perf_counter()
+        summary.embedded[space] = summary.embedded.get(space, 0) + collection.add_vectors(space, vectors)
+        summary.seconds["write"] += time.perf_counter() - started
 
 
 def _decode_images(

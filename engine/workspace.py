@@ -23,6 +23,8 @@ from engine.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+IMAGE_SPACES = ("clip", "ssl")
+
 
 class Workspace:
     """Models, collections and services for one medsearch home folder."""
@@ -53,11 +55,62 @@ class Workspace:
                 self._knowledge = Knowledge.load(self.settings.kg_dir, self.settings.data)
             return self._knowledge
 
+    def model_dir(self, space: str) -> Path:
+        """Where `medsearch train <space>` writes its checkpoint: <home>/models/<space>."""
+        return (self.settings.models_dir / space).resolve()
+
+    def encoder_name(self, space: str) -> str | None:
+        """The registry name of a space's encoder: from settings, else this home's trained checkpoint if any."""
+        configured = getattr(self.settings.encoders, space)
+        if configured:
+            return configured
+        if space in IMAGE_SPACES and (self.model_dir(space) / "config.json").is_file():
+            return f"trained:{self.model_dir(space)}"
+        return None
+
     def ingest_encoders(self) -> dict[str, Encoder]:
-        """space -> encoder for ingest, from settings (image spaces only when configured and present)."""
-        configured = self.settings.encoders
-        names = {"text": configured.text, "clip": configured.clip, "ssl": configured.ssl}
+        """space -> encoder for ingest: text, and the image spaces whose encoder is configured or trained."""
+        names = {space: self.encoder_name(space) for space in ("text", *IMAGE_SPACES)}
         return {space: self.encoder(name) for space, name in names.items() if name}
+
+    def train(
+        self, space: str, *, epochs: int | None = None, force: bool = False, progress: bool = True
+    ) -> Path:
+        """Train this home's image encoder of `space` ("clip" or "ssl") on the shared images; returns the
+        checkpoint folder. Refuses to replace an existing checkpoint unless `force` (collections embedded with
+        it would no longer match: re-ingest them into a new collection)."""
+        from engine import training
+
+        if space not in IMAGE_SPACES:
+            raise CollectionError(f"cannot train {space!r}: choose one of {list(IMAGE_SPACES)}")
+        out = self.model_dir(space)
+        if (out / "config.json").is_file() and not force:
+            raise CollectionError(f"a trained {space} model exists at {out}; pass --force to replace it")
+        records = training.load_shared_records(require_data_dir(self.settings))
+        overrides = {"epochs": epochs} if epochs else {}
+        if space == "clip":
+            config = training.ClipTrainConfig(**overrides)
+            path = training.train_clip(
+                records, out, config, progress=progress, text_encoder=self.encoder("minilm")
+            )
+        else:
+            path = training.train_ssl(records, out, training.SslTrainConfig(**overrides), progress=progress)
+        self._encoders.pop(f"trained:{out}", None)  # a cached copy of the old weights must not survive
+        return path
+
+    def ensure_trained(self, progress: bool = True) -> dict[str, Path]:
+        """Train the image encoders whose checkpoints are missing (the demo's first run); reuse them after."""
+        trained = {}
+        for space in IMAGE_SPACES:
+            if getattr(self.settings.encoders, space) or (self.model_dir(space) / "config.json").is_file():
+                continue
+            logger.info(
+                "no trained %s encoder in %s: training it (about 5 minutes on 2 cores)",
+                space,
+                self.model_dir(space),
+            )
+            trained[space] = self.train(space, progress=progress)
+        return trained
 
     # ------------------------------------------------------------------ collections
     def collection_names(self) -> list[str]:

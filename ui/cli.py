@@ -158,6 +158,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     data = require_data_dir(args.settings)
     with _workspace(args) as workspace:
+        for space, path in workspace.ensure_trained().items():
+            print(f"trained the {space} image encoder: {path} (model card: {path / 'model_card.json'})")
         for dataset, folder in DEMO_SOURCES:
             summary = workspace.ingest(dataset, data / folder, collection=args.collection).as_dict()
             print(
@@ -239,11 +241,36 @@ def _print_card(card: dict[str, Any]) -> None:
             print(f"  records ({polarity}): {found['count']}: {', '.join(found['ids'][:8])}")
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    with _workspace(args) as workspace:
+        path = workspace.train(args.space, epochs=args.epochs, force=args.force)
+    card = json.loads((path / "model_card.json").read_text())
+    print(f"trained {args.space} -> {path}")
+    print(
+        json.dumps(
+            {"training": card.get("training"), "validation_metrics": card.get("validation_metrics")}, indent=1
+        )
+    )
+    print(
+        "re-ingest to embed stored records in this space: medsearch ingest <dataset> <path>", file=sys.stderr
+    )
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from engine.workspace import require_data_dir
 
-    if args.target != "kg":
-        raise QueryError(f"eval {args.target!r} is not available yet; available: kg")
+    if args.target == "retrieval":
+        from engine.evaluation.retrieval import format_retrieval_table, run_retrieval_benchmark
+
+        out = args.out or args.settings.home / "eval" / "retrieval.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result = run_retrieval_benchmark(
+            args.settings.home, require_data_dir(args.settings), out, out.with_suffix(".png")
+        )
+        print(format_retrieval_table(result))
+        print(f"saved {out} and {out.with_suffix('.png')}", file=sys.stderr)
+        return 0
     from engine.evaluation.kg_eval import evaluate_kg
 
     queries = args.queries or Path(__file__).resolve().parents[1] / "benchmarks" / "kg_queries.json"
@@ -300,7 +327,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "delete": (cmd_delete, "delete records by id"),
     "demo": (cmd_demo, "ingest the shared datasets and run example searches"),
     "kg": (cmd_kg, "knowledge graph: link text, show a concept, stats, relink a collection"),
-    "eval": (cmd_eval, "evaluate (kg: concept linking and finding search on IU X-ray) and save JSON"),
+    "train": (cmd_train, "train this home's image encoder (clip: LiT/ConVIRT against MiniLM; ssl: SimCLR)"),
+    "eval": (cmd_eval, "evaluate (retrieval: image encoders; kg: linking and finding search) and save JSON"),
     "serve": (cmd_serve, "serve the HTTP API (/, docs at /docs) and the web app (/ui)"),
 }
 
@@ -359,12 +387,19 @@ def build_parser() -> argparse.ArgumentParser:
     q = kg_sub.add_parser("relink", help="re-link every record of a collection with the current graph")
     q.add_argument("--collection", default=None)
 
+    p = parsers["train"]
+    p.add_argument("space", choices=("clip", "ssl"))
+    p.add_argument(
+        "--epochs", type=int, default=None, help="passes over the training images (default config)"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing checkpoint")
+
     p = parsers["eval"]
-    p.add_argument("target", choices=("kg",))
+    p.add_argument("target", choices=("retrieval", "kg"))
     p.add_argument(
         "--queries", type=Path, default=None, help="finding query set (default benchmarks/kg_queries.json)"
     )
-    p.add_argument("--out", type=Path, default=None, help="metrics JSON (default <home>/eval/kg.json)")
+    p.add_argument("--out", type=Path, default=None, help="metrics JSON (default <home>/eval/<target>.json)")
 
     p = parsers["demo"]
     p.add_argument("--collection", default=None)
@@ -392,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "urllib3", "sentence_transformers", "transformers", "filelock"):
+    for noisy in ("httpx", "urllib3", "sentence_transformers", "transformers", "filelock", "bm25s", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command][0](args)

@@ -15,6 +15,9 @@ from engine.errors import EncoderUnavailableError, UnknownEncoderError
 # family -> ("module:factory", pip extra needed by the module)
 _FAMILIES: dict[str, tuple[str, str]] = {
     "minilm": ("engine.encoders.minilm:MiniLMEncoder", ""),
+    "open_clip": ("engine.encoders.open_clip_encoder:OpenClipEncoder", "clip"),
+    "dinov2": ("engine.encoders.dinov2:Dinov2Encoder", ""),
+    "trained": ("engine.encoders.trained:TrainedEncoder", "clip"),
 }
 
 

@@ -1,0 +1,230 @@
+"""Training on a handful of real shared images: the split, the pairs, seeded runs, checkpoints and cards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.datasets.record import Record
+from engine.encoders import create
+from engine.encoders.images import ImagePreprocess
+from engine.training import ClipTrainConfig, SslTrainConfig, clip_pairs, load_shared_records, validation_split
+from engine.training.data import image_records, medpix_case_held_out, record_texts
+
+TINY_IMAGE = ImagePreprocess(size=32)
+SSL_CONFIG = SslTrainConfig(
+    image=TINY_IMAGE,
+    epochs=2,
+    batch_size=8,
+    local_size=16,
+    warmup_steps=1,
+    max_seconds=None,
+    log_every=1,
+    threads=1,
+)
+
+
+@pytest.fixture(scope="module")
+def shared_records(shared_data: Path) -> list[Record]:
+    return load_shared_records(shared_data)
+
+
+@pytest.fixture(scope="module")
+def tiny_records(shared_records: list[Record]) -> list[Record]:
+    """A few images of each source: SLAKE train + validation, MedPix of held-out and kept cases, VQA-RAD."""
+    images = image_records(shared_records)
+    slake_train = [r for r in images if r.source == "slake" and r.split == "train"][:6]
+    slake_validation = [r for r in images if r.source == "slake" and r.split == "validation"][:2]
+    medpix = [r for r in images if r.source == "medpix"]
+    kept = [r for r in medpix if not medpix_case_held_out(r.extra["case_id"])][:4]
+    held = [r for r in medpix if medpix_case_held_out(r.extra["case_id"])][:2]
+    vqa_rad = [r for r in images if r.source == "vqa-rad" and r.qa][:4]
+    return slake_train + slake_validation + kept + held + vqa_rad
+
+
+def _clip_config(seed: int = 0) -> ClipTrainConfig:
+    return ClipTrainConfig(
+        seed=seed,
+        image=TINY_IMAGE,
+        epochs=2,
+        batch_size=4,
+        dim=32,
+        warmup_steps=1,
+        max_seconds=None,
+        log_every=1,
+        threads=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def text_encoder():  # noqa: ANN201 - an Encoder
+    return create("minilm")
+
+
+@pytest.fixture(scope="module")
+def clip_checkpoint(
+    tiny_records: list[Record], text_encoder, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    from engine.training import train_clip
+
+    out = tmp_path_factory.mktemp("models") / "clip"
+    return train_clip(tiny_records, out, _clip_config(), progress=False, text_encoder=text_encoder)
+
+
+@pytest.fixture(scope="module")
+def ssl_checkpoint(tiny_records: list[Record], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from engine.training import train_ssl
+
+    return train_ssl(tiny_records, tmp_path_factory.mktemp("models") / "ssl", SSL_CONFIG, progress=False)
+
+
+def test_validation_split_is_disjoint_from_training_pairs(shared_records: list[Record]) -> None:
+    split = validation_split(shared_records)
+    held = {r.id for r in split.validation}
+    trained_paths = {path for path, _, _ in clip_pairs(split.train)}
+    held_paths = {r.image_path for r in image_records(split.validation)}
+    assert held and trained_paths and not (trained_paths & held_paths)
+    assert not ({meta["id"] for _, _, meta in clip_pairs(split.train)} & held)
+    by_source = {s: sum(r.source == s for r in image_records(split.validation)) for s in ("medpix", "slake")}
+    assert by_source["medpix"] > 50 and by_source["slake"] > 50
+    assert all(r.split == "validation" for r in split.validation if r.source == "slake")
+    # a held-out MedPix case has no image on the training side, under any source's name
+    held_synpics = {r.id.rsplit("_", 1)[-1] for r in split.validation if r.source == "medpix" and "_" in r.id}
+    assert not any(r.id.split(":")[1] in held_synpics for r in split.train if r.source == "vqa-rad")
+    assert validation_split(shared_records).rule.startswith("medsearch-val-v1")
+
+
+def test_clip_pairs_build_texts_per_source(shared_records: list[Record]) -> None:
+    by_source = {r.source: r for r in image_records(shared_records) if r.qa or r.source == "medpix"}
+    medpix = dict(record_texts(by_source["medpix"]))
+    assert medpix["caption"] == " ".join(by_source["medpix"].caption.split())
+    assert {"findings", "diagnosis"} <= set(medpix)
+    slake = dict(record_texts(by_source["slake"]))
+    assert "showing" in slake["caption"] and "qa" in slake
+    vqa_rad = [kind for kind, _ in record_texts(by_source["vqa-rad"])]
+    assert "qa" in vqa_rad
+    assert not any(text.lower().endswith(" no") for _, text in record_texts(by_source["vqa-rad"]))
+
+
+def test_clip_checkpoint_reloads_with_identical_vectors(
+    clip_checkpoint: Path, tiny_records: list[Record], text_encoder
+) -> None:
+    config = json.loads((clip_checkpoint / "config.json").read_text())
+    assert (config["kind"], config["space"], config["dim"], config["preprocessing"]["size"]) == (
+        "clip",
+        "clip",
+        32,
+        32,
+    )
+    first = create(f"trained:{clip_checkpoint}", text_encoder=text_encoder)
+    second = create(f"trained:{clip_checkpoint}", text_encoder=text_encoder)
+    assert first.modalities == frozenset({"image", "text"}) and first.name == f"trained:{clip_checkpoint}"
+    images = [Image.open(r.image_path) for r in tiny_records[:2]]
+    texts = ["CT of the abdomen", "MRI of the brain"]
+    vectors = first.encode_images(images)
+    assert vectors.shape == (2, 32) and vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors, second.encode_images(images))
+    np.testing.assert_array_equal(first.encode_texts(texts), second.encode_texts(texts))
+    np.testing.assert_allclose(np.linalg.norm(first.encode_texts(texts), axis=1), 1.0, rtol=1e-5)
+    untrained = create(f"trained:{clip_checkpoint}", untrained=True, text_encoder=text_encoder)
+    assert not np.allclose(untrained.encode_images(images), vectors)
+
+
+def test_clip_model_card(clip_checkpoint: Path, tiny_records: list[Record]) -> None:
+    card = json.loads((clip_checkpoint / "model_card.json").read_text())
+    held = set(card["validation_split"]["held_out_ids"])
+    assert held and held == {r.id for r in validation_split(tiny_records).validation if r.image_path}
+    assert card["data"]["images"] == len(tiny_records) - len(held)
+    assert set(card["data"]["images_per_source"]) == {"slake", "medpix", "vqa-rad"}
+    per_epoch = card["data"]["images"] // 4  # batch size 4, the last partial batch dropped
+    assert card["training"]["steps"] == len(card["loss_curve"]) == 2 * per_epoch
+    assert card["training"]["epochs"] == 2
+    assert card["config"]["seed"] == 0 and card["training"]["wall_seconds"] > 0
+    metrics = card["validation_metrics"]
+    assert metrics["n_images"] == len(held)
+    assert {"random", "raw-pixel", "trained"} <= set(metrics["methods"])
+
+
+def test_same_seed_same_weights(
+    clip_checkpoint: Path, tiny_records: list[Record], text_encoder, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    from engine.training import train_clip
+
+    again = train_clip(
+        tiny_records, tmp_path / "again", _clip_config(0), progress=False, text_encoder=text_encoder
+    )
+    other = train_clip(
+        tiny_records, tmp_path / "other", _clip_config(1), progress=False, text_encoder=text_encoder
+    )
+    reference = load_file(str(clip_checkpoint / "model.safetensors"))
+    repeated = load_file(str(again / "model.safetensors"))
+    different = load_file(str(other / "model.safetensors"))
+    assert all(np.array_equal(reference[k].numpy(), repeated[k].numpy()) for k in reference)
+    assert not all(np.array_equal(reference[k].numpy(), different[k].numpy()) for k in reference)
+
+
+def test_ssl_checkpoint_is_image_only(
+    ssl_checkpoint: Path, tiny_records: list[Record], tmp_path: Path
+) -> None:
+    encoder = create(f"trained:{ssl_checkpoint}")
+    assert (encoder.space, encoder.modalities) == ("ssl", frozenset({"image"}))
+    images = [Image.open(r.image_path) for r in tiny_records[:3]]
+    vectors = encoder.encode_images(images)
+    assert vectors.shape == (3, encoder.dim)
+    with pytest.raises(NotImplementedError):
+        encoder.encode_texts(["text"])
+    copy = shutil.copytree(ssl_checkpoint, tmp_path / "copied")
+    np.testing.assert_array_equal(create(f"trained:{copy}").encode_images(images), vectors)
+    card = json.loads((ssl_checkpoint / "model_card.json").read_text())
+    assert card["kind"] == "ssl" and card["validation_metrics"]["methods"]["trained"]["text_to_image"] is None
+    from safetensors.torch import load_file
+
+    from engine.training import train_ssl
+
+    again = train_ssl(tiny_records, tmp_path / "again", SSL_CONFIG, progress=False)
+    first, second = (
+        load_file(str(ssl_checkpoint / "model.safetensors")),
+        load_file(str(again / "model.safetensors")),
+    )
+    assert all(np.array_equal(first[k].numpy(), second[k].numpy()) for k in first)
+
+
+def test_missing_checkpoint_names_the_folder(tmp_path: Path) -> None:
+    from engine.errors import EncoderUnavailableError
+
+    with pytest.raises(EncoderUnavailableError, match=str(tmp_path / "nothing")):
+        create(f"trained:{tmp_path / 'nothing'}")
+
+
+@pytest.mark.slow
+def test_default_clip_training_meets_targets(shared_records: list[Record], tmp_path: Path) -> None:
+    """The default configuration (at most ~10 minutes on 2 cores) against the issue's held-out targets."""
+    from engine.training import train_clip
+
+    out = train_clip(shared_records, tmp_path / "clip", progress=False)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["training"]["wall_seconds"] <= 600
+    methods = card["validation_metrics"]["methods"]
+    assert (
+        methods["trained"]["text_to_image"]["R@10"]
+        >= 3 * card["validation_metrics"]["chance"]["text_to_image"]["R@10"]
+    )
+
+
+def test_tuning_split_stays_inside_training(shared_records: list[Record]) -> None:
+    from engine.training.data import tuning_split
+
+    split = validation_split(shared_records)
+    tune = tuning_split(split.train)
+    fit_ids, tune_ids = {r.id for r in tune.train}, {r.id for r in tune.validation}
+    assert fit_ids | tune_ids == {r.id for r in split.train} and not fit_ids & tune_ids
+    assert tune_ids and not tune_ids & {r.id for r in split.validation}
+    cases = {r.extra["case_id"] for r in tune.validation if r.source == "medpix" and r.image_path}
+    assert not any(r.extra.get("case_id") in cases for r in tune.train if r.source == "medpix")
