@@ -79,18 +79,21 @@ class Knowledge:
             rows: list[dict[str, Any]] = []
             for name in LINKED_FIELDS:
                 text = getattr(record, name) or ""
-                for mention in self.linker.link(text) if text.strip() else ():
-                    rows.append(
-                        {
-                            "concept_id": mention.concept_id,
-                            "name": mention.name,
-                            "polarity": mention.polarity,
-                            "field": name,
-                            "start": mention.start,
-                            "end": mention.end,
-                            "sentence": text[mention.sentence_start : mention.sentence_end].strip(),
-                        }
-                    )
+                offset = 0
+                for line in text.splitlines(keepends=True):  # lines are separate statements (joined captions)
+                    for mention in self.linker.link(line) if line.strip() else ():
+                        rows.append(
+                            {
+                                "concept_id": mention.concept_id,
+                                "name": mention.name,
+                                "polarity": mention.polarity,
+                                "field": name,
+                                "start": offset + mention.start,
+                                "end": offset + mention.end,
+                                "sentence": line[mention.sentence_start : mention.sentence_end].strip(),
+                            }
+                        )
+                    offset += len(line)
             out[record.id] = rows
         return out
 

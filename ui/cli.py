@@ -44,6 +44,14 @@ def _print_hits(hits: Sequence[Any]) -> None:
         ranks = ", ".join(f"{name}#{rank_}" for name, rank_ in hit.why.ranks.items())
         terms = ", ".join(hit.why.matched_terms)
         print(f"    why: {ranks}" + (f"; words: {terms}" if terms else ""))
+        for match in hit.why.matched_concepts:
+            via = "; ".join(f"{step['from']} {step['relation']} {step['to']}" for step in match["path"])
+            sentence = " ".join((match["sentence"] or "").split())[:90]
+            print(
+                f"    concept: {match['query_concept']['name']} = {match['concept']['name']} "
+                f"({match['polarity']}{', via ' + via if via else ''}) in {match['field']}: "
+                f'"{sentence}"'
+            )
 
 
 def _request(args: argparse.Namespace, text: str | None, image_path: str | None):  # noqa: ANN202
