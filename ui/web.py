@@ -26,6 +26,7 @@ from ui.api.engine import EngineBusyError, EngineHandle, EngineNotStartedError
 from ui.api.errors import UnknownCollectionError
 from ui.api.models import SearchQuery
 from ui.api.queries import run_search
+from ui.web_kg import build_kg_tab
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ THUMBNAIL = (320, 320)
 MODES = ["hybrid", "dense", "keyword"]
 USER_ERRORS = (*MEDSEARCH_ERRORS, UnknownCollectionError, EngineBusyError, EngineNotStartedError)
 WEB_CSS = """
+mark.mention {background:#dbeafe; padding:0 2px; border-radius:3px}
+mark.mention.negated {background:#fee2e2; text-decoration:line-through}
+mark.mention.uncertain {background:#fef9c3; font-style:italic}
 .chip {display:inline-block; padding:1px 9px; margin:2px 3px; border-radius:11px; font-size:0.85em;
        background:#dbeafe; color:#1e3a8a}
 .chip.negated {background:#fee2e2; color:#991b1b; text-decoration:line-through}
@@ -299,6 +303,7 @@ def build_web(engine: EngineHandle) -> gr.Blocks:
                         elem_id="results",
                     )
                     details = gr.HTML(elem_id="hit-details")
+        build_kg_tab(engine, USER_ERRORS)
         with gr.Tab("Collection statistics", id="stats"):
             stats_collection = gr.Dropdown(label="Collection", choices=[], elem_id="stats-collection")
             stats = gr.Markdown(elem_id="collection-stats")

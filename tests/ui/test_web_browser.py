@@ -219,4 +219,19 @@ def test_search_in_the_browser(server: str, browser, shots: Path):
     stats = browser.find_element(By.ID, "collection-stats").text
     assert "default" in stats and "minilm" in stats, stats
     browser.save_screenshot(str(shots / "collection-stats.png"))
+
+    # knowledge graph: a lay wording finds the concept card and its neighbourhood plot; linking marks negation
+    browser.find_element(By.XPATH, "//button[@role='tab'][contains(., 'Knowledge graph')]").click()
+    concept = wait(browser, EC.element_to_be_clickable((By.CSS_SELECTOR, "#kg-query textarea")))
+    concept.send_keys("enlarged heart")
+    browser.find_element(By.CSS_SELECTOR, "#kg-button").click()
+    wait(browser, lambda d: "cardiomegaly" in d.find_element(By.ID, "kg-card").text)
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#kg-plot img, #kg-plot svg, #kg-plot canvas"))
+    report = browser.find_element(By.CSS_SELECTOR, "#kg-text textarea")
+    report.send_keys("No pneumothorax. Possible small effusion.")
+    concept.click()  # leaving the box links the text
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#kg-linked mark.negated"))
+    assert browser.find_element(By.CSS_SELECTOR, "#kg-linked mark.negated").text == "pneumothorax"
+    assert browser.find_elements(By.CSS_SELECTOR, "#kg-linked mark.uncertain")
+    browser.save_screenshot(str(shots / "knowledge-graph.png"))
     assert all((shots / name).stat().st_size > 10_000 for name in ("text-search.png", "image-search.png"))
