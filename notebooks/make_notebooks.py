@@ -103,6 +103,65 @@ plt.show()
 assert view.number_of_nodes() > 1'''),
  ("code", "workspace.close()"),
 ])
+
+evaluate = nb([
+ ("md", "# 02 · Evaluate\n\nRetrieval metrics of an image encoder on the held-out split `medsearch-val-v1`, next to the random and raw-pixel baselines, and finding-search metrics with and without the knowledge graph. To run in CI this notebook trains a *tiny* encoder for a few steps and searches a 300-report slice; the real figures come from `medsearch eval retrieval` and `medsearch eval kg` (see the README). VQA metrics will join when the answering engine lands."),
+ ("code", SETUP),
+ ("md", "## Image retrieval on the held-out split"),
+ ("code", '''from engine.encoders import create
+from engine.encoders.images import ImagePreprocess
+from engine.evaluation.retrieval import evaluate_retrieval, format_retrieval_table, plot_retrieval
+from engine.training import ClipTrainConfig, load_shared_records, train_clip, validation_split
+from engine.training.data import image_records
+
+records = load_shared_records(data)
+split = validation_split(records)
+print(split.rule, "|", len(image_records(split.validation)), "held-out images")
+train = [r for r in image_records(split.train) if r.source != "medpix"][:32]
+tiny = ClipTrainConfig(image=ImagePreprocess(size=48), epochs=3, batch_size=8, dim=64, warmup_steps=1,
+                       max_seconds=None, threads=1)
+checkpoint = train_clip(train, home / "models" / "clip-tiny", tiny, progress=False,
+                        text_encoder=workspace.encoder("minilm"))
+held_out = image_records(split.validation)[:80]
+results = evaluate_retrieval(held_out, {"tiny clip": create(f"trained:{checkpoint}")}, progress=False)
+print(format_retrieval_table(results))
+assert {"random", "raw-pixel", "tiny clip"} <= set(results["methods"])'''),
+ ("code", '''from IPython.display import Image as Show
+Show(filename=str(plot_retrieval(results, home / "retrieval.png")))'''),
+ ("md", "## Finding search with and without the knowledge graph"),
+ ("code", '''import csv, io, json, shutil
+from engine.evaluation.kg_eval import evaluate_kg
+
+iu = home / "iu-slice"
+iu.mkdir(exist_ok=True)
+rows = list(csv.reader(io.StringIO((data / "iu-xray" / "indiana_reports.csv").read_text(encoding="utf-8"))))[:301]
+with open(iu / "indiana_reports.csv", "w", newline="", encoding="utf-8") as handle:
+    csv.writer(handle).writerows(rows)
+for name in ("indiana_projections.csv", "annotation_r2gen.json"):
+    shutil.copy(data / "iu-xray" / name, iu / name)
+queries = home / "queries.json"
+from engine.settings import REPO_ROOT
+
+all_queries = json.loads((REPO_ROOT / "benchmarks" / "kg_queries.json").read_text())
+all_queries["findings"] = all_queries["findings"][:6]
+queries.write_text(json.dumps(all_queries))
+kg = evaluate_kg(workspace, queries, iu)
+kg["search"]["all"]'''),
+ ("code", '''import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+systems = ["random", "keyword", "dense", "hybrid", "hybrid+kg"]
+table = kg["search"]["all"]
+fig, axis = plt.subplots(figsize=(7, 3))
+axis.bar(systems, [table[s]["MAP"] for s in systems], color=["#bbb", "#8ab", "#8ab", "#59a", "#e76"])
+axis.set_ylabel("MAP (300-report slice)")
+plt.show()
+assert table["hybrid+kg"]["MAP"] >= table["keyword"]["MAP"]'''),
+ ("code", "workspace.close()"),
+])
+
 HERE = Path(__file__).resolve().parent
 nbf.write(quick, HERE / "01_quickstart.ipynb")
 nbf.write(kgbook, HERE / "03_knowledge_graph.ipynb")
+nbf.write(evaluate, HERE / "02_evaluate.ipynb")
