@@ -254,11 +254,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         path = workspace.train(args.space, epochs=args.epochs, force=args.force)
     card = json.loads((path / "model_card.json").read_text())
     print(f"trained {args.space} -> {path}")
+    training = card.get("training", {})
     print(
-        json.dumps(
-            {"training": card.get("training"), "validation_metrics": card.get("validation_metrics")}, indent=1
-        )
+        f"{training.get('steps')} steps, {training.get('epochs')} epochs in {training.get('wall_seconds')}s"
     )
+    if card.get("validation_metrics"):
+        from engine.evaluation.retrieval import format_retrieval_table
+
+        print(format_retrieval_table(card["validation_metrics"]))
     print(
         "re-ingest to embed stored records in this space: medsearch ingest <dataset> <path>", file=sys.stderr
     )
