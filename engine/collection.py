@@ -65,6 +65,24 @@ _INSERT_CONCEPT = (
 )
 
 
+def _concept_rows(concepts: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[tuple[Any, ...]]:
+    """record id -> mentions, as rows of `_INSERT_CONCEPT`."""
+    return [
+        (
+            rid,
+            c["concept_id"],
+            c.get("name"),
+            c["polarity"],
+            c.get("field"),
+            c.get("start"),
+            c.get("end"),
+            c.get("sentence"),
+        )
+        for rid, found in concepts.items()
+        for c in found
+    ]
+
+
 def record_to_json(record: Record) -> str:
     return json.dumps(asdict(record), ensure_ascii=False, sort_keys=True)
 
@@ -386,22 +404,7 @@ class Collection:
                 ],
             )
             db.executemany(
-                _INSERT_CONCEPT,
-                [
-                    (
-                        rid,
-                        c["concept_id"],
-                        c.get("name"),
-                        c["polarity"],
-                        c.get("field"),
-                        c.get("start"),
-                        c.get("end"),
-                        c.get("sentence"),
-                    )
-                    for rid, found in concepts.items()
-                    if rid in fresh_ids
-                    for c in found
-                ],
+                _INSERT_CONCEPT, _concept_rows({r: concepts[r] for r in concepts if r in fresh_ids})
             )
             db.executemany("INSERT INTO changes (record_id) VALUES (?)", [(r.id,) for r in fresh])
         return [r.id for r in fresh]
@@ -440,23 +443,7 @@ class Collection:
         with self._transaction() as db:
             for chunk in _chunks(list(concepts), 900):
                 db.execute(f"DELETE FROM concepts WHERE record_id IN ({','.join('?' * len(chunk))})", chunk)
-            db.executemany(
-                _INSERT_CONCEPT,
-                [
-                    (
-                        rid,
-                        c["concept_id"],
-                        c.get("name"),
-                        c["polarity"],
-                        c.get("field"),
-                        c.get("start"),
-                        c.get("end"),
-                        c.get("sentence"),
-                    )
-                    for rid, found in concepts.items()
-                    for c in found
-                ],
-            )
+            db.executemany(_INSERT_CONCEPT, _concept_rows(concepts))
 
     def iter_records(self, batch_size: int = 512) -> Iterator[list[Record]]:
         """All records, in id order, in batches."""

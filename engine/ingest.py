@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from tqdm import tqdm
@@ -24,7 +24,6 @@ from engine.errors import ImageReadError
 
 logger = logging.getLogger(__name__)
 
-MAX_IMAGE_PIXELS = 20_000 * 20_000  # larger images are refused as decompression bombs
 
 # record id -> [{concept_id, polarity, field, start, end, sentence}]
 ConceptLinker = Callable[[Sequence[Record]], Mapping[str, Sequence[Mapping[str, Any]]]]
@@ -60,27 +59,11 @@ class IngestSummary:
         }
 
 
-def load_image(path: str | Path) -> Any:
+def load_image(path: str | Path | BinaryIO) -> Any:
     """Open, size-check and fully decode an image as RGB; raises ImageReadError naming the path and the problem."""
-    from PIL import Image, UnidentifiedImageError
+    from engine.encoders.images import read_image
 
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise ImageReadError(
-                    str(path),
-                    f"{width}x{height} pixels exceeds the limit of "
-                    f"{MAX_IMAGE_PIXELS} (possible decompression bomb)",
-                )
-            image.load()
-            return image.convert("RGB")
-    except ImageReadError:
-        raise
-    except FileNotFoundError as e:
-        raise ImageReadError(str(path), "file not found") from e
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(str(path), f"unreadable image ({type(e).__name__}: {e})") from e
+    return read_image(path, lambda image: image.convert("RGB"))
 
 
 def ingest_records(

@@ -9,7 +9,7 @@ what a checkpoint saw in training is what it sees at query time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,12 +52,15 @@ class ImagePreprocess:
         return cls(**known)
 
 
-def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
-    """Open and decode an image file as grey ("L").
+def read_image(
+    path: str | Path, convert: Callable[[Image.Image], Image.Image], draft: tuple[str, int] | None = None
+) -> Image.Image:
+    """Open, size-check and fully decode an image file, then `convert` it (the one image reader of medsearch).
 
     Args:
         path: image file (PNG, JPEG, ...).
-        draft_size: when given, JPEG decoding may downscale to about this size (much faster).
+        convert: applied to the decoded image (e.g. `to_grey`, or RGB conversion).
+        draft: (mode, size): let JPEG decoding downscale to about `size` pixels in `mode` (much faster).
 
     Raises:
         ImageReadError: missing, unreadable or oversized file (names the path and the problem).
@@ -67,16 +70,26 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise ImageReadError(str(path), f"{image.width}x{image.height} pixels exceeds the limit")
-            if draft_size:
-                image.draft("L", (draft_size, draft_size))
-            return to_grey(image)
+                raise ImageReadError(
+                    str(path),
+                    f"{image.width}x{image.height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} "
+                    "(possible decompression bomb)",
+                )
+            if draft:
+                image.draft(draft[0], (draft[1], draft[1]))
+            image.load()
+            return convert(image)
     except ImageReadError:
         raise
     except FileNotFoundError as e:
         raise ImageReadError(str(path), "file not found") from e
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(str(path), f"unreadable image ({type(e).__name__}: {e})") from e
+
+
+def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
+    """Open and decode an image file as grey ("L"); `draft_size` lets JPEG decoding downscale (faster)."""
+    return read_image(path, to_grey, ("L", draft_size) if draft_size else None)
 
 
 def to_grey(image: Image.Image) -> Image.Image:
