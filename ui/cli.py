@@ -84,6 +84,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"({report['missing_images']} left out for missing image files) "
             f"in {report['seconds_total']}s (stages: {report['seconds']})"
         )
+        if report["embedded_existing"]:
+            print(f"  stored records embedded in new spaces: {report['embedded_existing']}")
         for failure in report["failed"][:20]:
             print(f"  skipped {failure['path']}: {failure['reason']}")
     return 0
@@ -173,6 +175,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(
                 f"{dataset}: {summary['added']} added, {summary['already_present']} already present, "
                 f"{summary['failed_images']} unreadable, {summary['seconds_total']}s"
+                + (
+                    f", embedded in new spaces: {summary['embedded_existing']}"
+                    if summary["embedded_existing"]
+                    else ""
+                )
             )
         service = workspace.search_service(args.collection)
         from engine.search import SearchRequest
