@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from engine.datasets import load
+from engine.evaluation import portable
 from engine.evaluation.ranking import average_precision, precision_at
 from engine.search import SearchRequest
+from engine.settings import REPO_ROOT
 from engine.workspace import Workspace
 from kg.evaluate import linking_scores
 
@@ -129,7 +131,7 @@ def evaluate_kg(workspace: Workspace, queries_path: Path, iu_folder: Path) -> di
     queries = json.loads(Path(queries_path).read_text())
     linking = _linking(workspace, records)
     rows = _search_runs(workspace, queries, records)
-    return {
+    result = {
         "benchmark": "kg",
         "data": f"IU X-ray reports ({len(records)} shared studies)",
         "queries": str(queries_path),
@@ -140,3 +142,4 @@ def evaluate_kg(workspace: Workspace, queries_path: Path, iu_folder: Path) -> di
         "per_query": rows,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    return portable(result, {"<data>": Path(iu_folder).parent, "<repo>": REPO_ROOT})
