@@ -330,7 +330,7 @@ def run_retrieval_benchmark(
             text_encoder = create("minilm")
         card = read_card(folder)
         checkpoints[kind] = {
-            "path": str(folder),
+            "path": f"<home>/models/{kind}",
             "training": card.get("training"),
             "split_rule": card.get("validation_split", {}).get("rule"),
         }
