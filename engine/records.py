@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.collection import PAYLOAD_FIELDS, Collection
+from engine.collection import Collection
 from engine.datasets.record import Record
 from engine.errors import QueryError
+from engine.store import PAYLOAD_FIELDS
 from indexers import Filter
 
 logger = logging.getLogger(__name__)
