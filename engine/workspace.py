@@ -6,7 +6,10 @@ search services. Everything it writes lives under `settings.home`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import secrets
 import threading
 from pathlib import Path
 from typing import Any
@@ -158,6 +161,9 @@ class Workspace:
         **options: Any,
     ) -> IngestSummary:
         """Load a dataset folder (validated before anything is written) and ingest it into a collection."""
+        if dataset == "dicom":  # de-identified renderings go to the home; the source folder stays read-only
+            options.setdefault("out_dir", self.derived_dir("dicom", path))
+            options.setdefault("salt", self.secret("dicom_salt"))
         loaded = datasets.load_with_report(dataset, path, **options)
         target = self.collection(collection, create=True, backend=backend)
         summary = ingest_records(
@@ -172,6 +178,22 @@ class Workspace:
         )
         summary.missing_images = len(loaded.skipped)
         return summary
+
+    def derived_dir(self, kind: str, source: str | Path) -> Path:
+        """<home>/derived/<kind>/<hash of the source path>: files medsearch derives from a source (never in it)."""
+        digest = hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:16]
+        return self.settings.home / "derived" / kind / digest
+
+    def secret(self, name: str) -> str:
+        """A random secret kept in <home>/secrets/<name> (mode 0600), created on first use (e.g. the DICOM
+        de-identification salt: stable ids and date shifts across ingests, unguessable without the home)."""
+        path = self.settings.home / "secrets" / name
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_hex(32))
+        return path.read_text().strip()
 
     def relink(self, collection: str | None = None) -> int:
         """Re-link every record of a collection with the current knowledge graph; returns records relinked."""

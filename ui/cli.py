@@ -16,7 +16,7 @@ from engine.settings import Settings
 
 logger = logging.getLogger("medsearch")
 
-DATASETS = ("vqa-rad", "slake", "medpix", "iu-xray", "folder")
+DATASETS = ("vqa-rad", "slake", "medpix", "iu-xray", "folder", "dicom")
 DEMO_SOURCES = (("vqa-rad", "vqa-rad"), ("slake", "slake"), ("medpix", "medpix-2.0"), ("iu-xray", "iu-xray"))
 DEMO_QUERIES = ("enlarged heart", "no pleural effusion", "brain tumor on MRI", "kidney stone")
 
@@ -73,7 +73,14 @@ def _request(args: argparse.Namespace, text: str | None, image_path: str | None)
 # ---------------------------------------------------------------------- commands
 def cmd_ingest(args: argparse.Namespace) -> int:
     with _workspace(args) as workspace:
-        summary = workspace.ingest(args.dataset, args.path, collection=args.collection, backend=args.backend)
+        options = (
+            {"frames": args.frames, "allow_burned_in": args.allow_burned_in}
+            if args.dataset == "dicom"
+            else {}
+        )
+        summary = workspace.ingest(
+            args.dataset, args.path, collection=args.collection, backend=args.backend, **options
+        )
     report = summary.as_dict()
     if args.json:
         _print_json(report)
@@ -371,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="vector backend for a new collection (default faiss)",
     )
     p.add_argument("--json", action="store_true", help="print the ingest summary as JSON")
+    p.add_argument("--frames", choices=("middle", "all"), default="middle", help="dicom: multi-frame files")
+    p.add_argument(
+        "--allow-burned-in",
+        action="store_true",
+        help="dicom: also ingest images flagged BurnedInAnnotation=YES (text in the pixels)",
+    )
 
     p = parsers["search"]
     p.add_argument("text", nargs="?", default=None)

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 Loader = Callable[..., LoadResult]
 
 _LOADERS: dict[str, Loader] = {
+    "dicom": lambda path, **kw: importlib.import_module("engine.datasets.dicom").load_dicom(path, **kw),
     "folder": load_folder,
     "iu-xray": load_iu_xray,
     "medpix": load_medpix,

@@ -57,7 +57,7 @@ def shared_results(shared_data: Path) -> dict[str, LoadResult]:
 
 
 def test_names_come_from_the_registry() -> None:
-    assert datasets.names() == ["folder", "iu-xray", "medpix", "slake", "vqa-rad"]
+    assert datasets.names() == ["dicom", "folder", "iu-xray", "medpix", "slake", "vqa-rad"]
 
 
 def test_unknown_dataset_lists_the_names(tmp_path: Path) -> None:
