@@ -40,7 +40,7 @@ from indexers.storage import (
     remove_stale,
     write_json_atomic,
 )
-from indexers.validation import as_batch, as_vectors, check_ids, check_k, empty_results
+from indexers.validation import as_batch, check_ids, check_search, empty_results
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +172,7 @@ class FaissIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k ids object (n_queries, k) and cosine scores float32 (n_queries, k), padded with ""/-inf."""
         self._open_index()
-        k = check_k(k)
-        queries = as_vectors(vectors, self.dim, self._where, allow_single=True)
-        if filter is not None and not isinstance(filter, Filter):
-            raise InvalidInputError(f"filter must be an indexers.Filter, got {type(filter).__name__}")
+        queries, k = check_search(vectors, k, filter, self.dim, self._where)
         if len(self._keys) == 0 or queries.shape[0] == 0:
             return empty_results(queries.shape[0], k)
         mask = self._selection(filter)

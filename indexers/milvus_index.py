@@ -22,9 +22,8 @@ from indexers.options import MilvusOptions, resolve_options
 from indexers.validation import (
     MAX_ID_LENGTH,
     as_batch,
-    as_vectors,
     check_ids,
-    check_k,
+    check_search,
     empty_results,
     pack_results,
 )
@@ -191,10 +190,7 @@ class MilvusIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k ids object (n_queries, k) and scores float32 (n_queries, k), padded with ""/-inf."""
         client = self._open_client()
-        k = check_k(k)
-        queries = as_vectors(vectors, self.dim, self._where, allow_single=True)
-        if filter is not None and not isinstance(filter, Filter):
-            raise InvalidInputError(f"filter must be an indexers.Filter, got {type(filter).__name__}")
+        queries, k = check_search(vectors, k, filter, self.dim, self._where)
         if queries.shape[0] == 0:
             return empty_results(0, k)
         results = client.search(

@@ -20,7 +20,13 @@ from qdrant_client import QdrantClient, models
 from indexers.errors import DimensionMismatchError, IndexerError, InvalidInputError
 from indexers.filters import Condition, Filter, is_number
 from indexers.options import QdrantOptions, resolve_options
-from indexers.validation import as_batch, as_vectors, check_ids, check_k, empty_results, pack_results
+from indexers.validation import (
+    as_batch,
+    check_ids,
+    check_search,
+    empty_results,
+    pack_results,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -170,10 +176,7 @@ class QdrantIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k ids object (n_queries, k) and cosine scores float32 (n_queries, k), padded with ""/-inf."""
         client = self._open_client()
-        k = check_k(k)
-        queries = as_vectors(vectors, self.dim, self._where, allow_single=True)
-        if filter is not None and not isinstance(filter, Filter):
-            raise InvalidInputError(f"filter must be an indexers.Filter, got {type(filter).__name__}")
+        queries, k = check_search(vectors, k, filter, self.dim, self._where)
         if queries.shape[0] == 0:
             return empty_results(0, k)
         native = to_qdrant_filter(filter)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from indexers.errors import DimensionMismatchError, FilterError, InvalidInputError
-from indexers.filters import check_field_name
+from indexers.filters import Filter, check_field_name
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,15 @@ def as_vectors(vectors: object, dim: int, where: str, allow_single: bool = False
         raise InvalidInputError(f"vectors for index at {where} contain NaN or infinite values")
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     return np.ascontiguousarray(array / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
+def check_search(vectors: object, k: object, filter: object, dim: int, where: str) -> tuple[np.ndarray, int]:
+    """Validate a `search` call's arguments: float32 (n_queries, dim) queries and k (a Filter or None)."""
+    k = check_k(k)
+    queries = as_vectors(vectors, dim, where, allow_single=True)
+    if filter is not None and not isinstance(filter, Filter):
+        raise InvalidInputError(f"filter must be an indexers.Filter, got {type(filter).__name__}")
+    return queries, k
 
 
 def check_ids(ids: object, what: str = "ids") -> list[str]:
