@@ -109,6 +109,8 @@ def read_json(path: Path) -> Any:
         raise DatasetFormatError(
             f"invalid JSON in {str(path)!r} at line {e.lineno} column {e.colno}: {e.msg}"
         ) from e
+    except RecursionError as e:  # json's C scanner recurses per nesting level
+        raise DatasetFormatError(f"invalid JSON in {str(path)!r}: nested too deeply") from e
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetFormatError(f"cannot read {str(path)!r}: {e}") from e
 

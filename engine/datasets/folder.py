@@ -127,6 +127,10 @@ def _read_jsonl(sidecar: Path) -> list[tuple[int, Mapping[str, Any]]]:
             row = json.loads(text)
         except json.JSONDecodeError as e:
             raise DatasetFormatError(f"invalid JSON in {str(sidecar)!r} line {number}: {e.msg}") from e
+        except RecursionError as e:  # json's C scanner recurses per nesting level
+            raise DatasetFormatError(
+                f"invalid JSON in {str(sidecar)!r} line {number}: nested too deeply"
+            ) from e
         if not isinstance(row, Mapping):
             raise DatasetFormatError(f"{str(sidecar)!r} line {number}: expected a JSON object")
         rows.append((number, row))
