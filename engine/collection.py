@@ -12,6 +12,10 @@ watermark (the last change it has applied, stored in SQLite *after* the index wa
 replays the changes after its watermark: a record that still exists is upserted, one that does not is deleted.
 A kill -9 therefore loses at most the batch whose transaction had not committed, and a replay after a crash is
 idempotent (indexes upsert by id).
+
+Concurrent readers: an index is loaded (and caught up) before it is published, under a lock, so two threads never
+load one twice; inside `pinned()` a thread's `index()` / `keyword_index()` serve what is loaded without replaying
+changes, so many threads may search at once while no writer runs (see `ui.api.engine`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ import indexers
 from engine.datasets.record import Record
 from engine.errors import CollectionError
 from engine.store import RecordStore, chunks, payload_of, record_from_json
+from indexers import defaults
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +58,8 @@ class Collection(RecordStore):
         self._indexes: dict[str, indexers.VectorIndex] = {}
         self._keyword: indexers.BM25Index | None = None
         self._applied: dict[str, int] = {}  # "index:<space>" / "keyword" -> last change this process applied
+        self._load_lock = threading.RLock()  # loading an index, or replaying changes into one
+        self._pin = threading.local()
 
     # ------------------------------------------------------------------ open / create
     @classmethod
@@ -126,23 +136,63 @@ class Collection(RecordStore):
                 f"(dim {known['dim']}), not {encoder_name!r} (dim {dim}): use a new collection"
             )
 
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """In this thread, `index()` and `keyword_index()` serve the loaded indexes without replaying changes
+        (indexes not loaded yet are still loaded and caught up). For concurrent readers: catch up first, under an
+        exclusive lock, when `is_current()` is False."""
+        previous = getattr(self._pin, "on", False)
+        self._pin.on = True
+        try:
+            yield
+        finally:
+            self._pin.on = previous
+
+    def is_current(self) -> bool:
+        """Whether every loaded index has applied every change in SQLite (so pinned readers miss nothing)."""
+        last = self.last_change()
+        return all(self._applied.get(key, -1) >= last for key in self._loaded_keys())
+
+    def refresh(self) -> None:
+        """Replay the changes made since into every loaded index (in memory; `sync()` also saves them)."""
+        for space in list(self._indexes):
+            self.index(space)
+        if self._keyword is not None:
+            self.keyword_index()
+
+    def _loaded_keys(self) -> list[str]:
+        keys = [f"index:{space}" for space in list(self._indexes)]
+        return keys + (["keyword"] if self._keyword is not None else [])
+
     def index(self, space: str) -> indexers.VectorIndex:
         """The vector index of `space`, caught up (in memory) with every change in SQLite, including changes
-        another process made since this one opened it."""
-        if space not in self._indexes:
-            if space not in self.spaces:
-                raise CollectionError(
-                    f"collection {self.name!r} has no {space!r} space (it has {sorted(self.spaces)})"
-                )
-            applied = self._watermark(
-                f"index:{space}"
-            )  # read before loading: the files are at least this new
-            self._indexes[space] = indexers.create(
-                self.manifest["backend"], dim=self.spaces[space]["dim"], **self._index_options(space)
+        another process made since this one opened it (unless this thread is `pinned()`)."""
+        index = self._indexes.get(space)
+        if index is None:
+            with self._load_lock:
+                if space not in self._indexes:
+                    self._indexes[space] = self._load_index(space)
+                return self._indexes[space]
+        if not getattr(self._pin, "on", False):
+            with self._load_lock:
+                self._catch_up(space, index)
+        return index
+
+    def _load_index(self, space: str) -> indexers.VectorIndex:
+        """Open the index of `space` from its files and replay the changes made since they were saved."""
+        if space not in self.spaces:
+            raise CollectionError(
+                f"collection {self.name!r} has no {space!r} space (it has {sorted(self.spaces)})"
             )
-            self._applied[f"index:{space}"] = applied
-        self._catch_up(space)
-        return self._indexes[space]
+        applied = self._watermark(f"index:{space}")  # read before loading: the files are at least this new
+        options = self._index_options(space)
+        if self.manifest["backend"] == "faiss":
+            options, rebuild = self._auto_faiss_options(space, options)
+            applied = -1 if rebuild else applied
+        index = indexers.create(self.manifest["backend"], dim=self.spaces[space]["dim"], **options)
+        self._applied[f"index:{space}"] = applied
+        self._catch_up(space, index)
+        return index
 
     def _index_options(self, space: str) -> dict[str, Any]:
         backend = self.manifest["backend"]
@@ -160,7 +210,34 @@ class Collection(RecordStore):
             options.setdefault("collection", f"{self.name}_{space}".replace("-", "_"))
         return options
 
-    def _catch_up(self, space: str) -> None:
+    def _auto_faiss_options(self, space: str, options: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Resolve faiss `kind="auto"` (the default when no kind is set) by the space's vector count, with
+        `indexers.defaults.auto_faiss_options` (flat while small, then IVF-Flat sized to the collection);
+        explicit settings win. A stored index built for another size (kind or nlist) is deleted, and its
+        watermark reset, so it is rebuilt from SQLite; returns (options, rebuilt)."""
+        requested = {key: value for key, value in options.items() if key != "path"}
+        if requested.get("kind", defaults.AUTO) != defaults.AUTO:
+            return options, False
+        folder = Path(options["path"])
+        built = self.spaces[space].get("faiss_auto")
+        if built is None and folder.is_dir() and any(folder.iterdir()):
+            built = {"kind": "flat"}  # stored before kinds were chosen by size: the old default
+        gpu = requested.get("use_gpu", "auto") != "never" and defaults.visible_gpus() > 0
+        count, dim = self.vector_count(space), self.spaces[space]["dim"]
+        resolved, rebuild = defaults.auto_faiss_options(requested, count, dim, built, gpu=gpu)
+        if rebuild:
+            logger.info(
+                "rebuilding the %s index of %s/%s for %d vectors", resolved["kind"], self.name, space, count
+            )
+            shutil.rmtree(folder, ignore_errors=True)
+            self._set_watermark(f"index:{space}", -1)
+        shape = {field: resolved.get(field) for field in defaults.SHAPE_FIELDS}
+        if built != shape:
+            self.spaces[space]["faiss_auto"] = shape
+            _write_json_atomic(self.path / "manifest.json", self.manifest)
+        return {**resolved, "path": options["path"]}, rebuild
+
+    def _catch_up(self, space: str, index: indexers.VectorIndex) -> None:
         """Replay the changes this process's copy of the index has not applied (after a crash, or writes by
         another process): records that still exist are upserted, the others deleted. In memory only."""
         key = f"index:{space}"
@@ -169,7 +246,6 @@ class Collection(RecordStore):
             return
         started = time.perf_counter()
         touched = self.changed_since(self._applied[key])
-        index = self._indexes[space]
         added = deleted = 0
         for chunk in chunks(touched, 2048):
             ids, vectors, payloads = self._vectors_for(space, chunk)
@@ -199,20 +275,36 @@ class Collection(RecordStore):
         return [row[0] for row in rows], vectors, payloads
 
     def keyword_index(self) -> indexers.BM25Index:
-        """BM25 over the text of every record that has text, rebuilt (in memory) when records changed."""
-        if self._keyword is None:
-            self._applied["keyword"] = self._watermark("keyword")
-            try:
-                self._keyword = indexers.BM25Index(path=str(self.path / "keyword"))
-            except indexers.IndexerError as e:  # unreadable or from another version: rebuild from SQLite
-                logger.warning("BM25 index of %s not loaded (%s); rebuilding", self.name, e)
-                self._keyword, self._applied["keyword"] = indexers.BM25Index(path=None), -1
-                self._keyword.path = self.path / "keyword"  # saved over the unreadable one on the next sync
+        """BM25 over the text of every record that has text, rebuilt (in memory) when records changed (unless this
+        thread is `pinned()`)."""
+        keyword = self._keyword
+        if keyword is None:
+            with self._load_lock:
+                if self._keyword is None:
+                    self._keyword = self._load_keyword()
+                return self._keyword
+        if not getattr(self._pin, "on", False):
+            with self._load_lock:
+                self._refresh_keyword(keyword)
+        return keyword
+
+    def _load_keyword(self) -> indexers.BM25Index:
+        self._applied["keyword"] = self._watermark("keyword")
+        try:
+            keyword = indexers.BM25Index(path=str(self.path / "keyword"))
+        except indexers.IndexerError as e:  # unreadable or from another version: rebuild from SQLite
+            logger.warning("BM25 index of %s not loaded (%s); rebuilding", self.name, e)
+            keyword, self._applied["keyword"] = indexers.BM25Index(path=None), -1
+            keyword.path = self.path / "keyword"  # saved over the unreadable one on the next sync
+        self._refresh_keyword(keyword)
+        return keyword
+
+    def _refresh_keyword(self, keyword: indexers.BM25Index) -> None:
         last = self.last_change()
         if self._applied["keyword"] < last:
             started = time.perf_counter()
             rows = self.keyword_texts()
-            self._keyword.index([r[0] for r in rows], [r[1] for r in rows])
+            keyword.index([r[0] for r in rows], [r[1] for r in rows])
             self._applied["keyword"] = last
             logger.info(
                 "BM25 index of %s rebuilt over %d records in %.1fs",
@@ -220,7 +312,6 @@ class Collection(RecordStore):
                 len(rows),
                 time.perf_counter() - started,
             )
-        return self._keyword
 
     def sync(self) -> None:
         """Bring every index (vector spaces and BM25) up to date with SQLite, save them, and record how far
@@ -251,20 +342,29 @@ class Collection(RecordStore):
         vectors = vectors or {}
         concepts = concepts or {}
         for space, by_id in vectors.items():
-            dim = self.spaces[space]["dim"]
             for record_id, vector in by_id.items():
-                if vector.shape != (dim,):
-                    raise CollectionError(
-                        f"vector for {record_id!r} in space {space!r} has shape {vector.shape}, "
-                        f"expected ({dim},)"
-                    )
+                self._check_vector(space, record_id, vector)
         return self.insert_records(records, vectors, concepts)
+
+    def _check_vector(self, space: str, record_id: str, vector: np.ndarray) -> None:
+        """Refuse a vector of the wrong shape, or with NaN / infinite values (once stored, it would break
+        every later catch-up of the index)."""
+        dim = self.spaces[space]["dim"]
+        shape = np.shape(vector)
+        if shape != (dim,):
+            raise CollectionError(
+                f"vector for {record_id!r} in space {space!r} has shape {shape}, expected ({dim},)"
+            )
+        if not np.isfinite(vector).all():
+            raise CollectionError(
+                f"vector for {record_id!r} in space {space!r} is not finite (NaN or infinite values): "
+                "check the encoder"
+            )
 
     def add_vectors(self, space: str, vectors: Mapping[str, np.ndarray]) -> int:
         """Add vectors of existing records to `space` in one transaction (indexes follow on `sync`)."""
-        dim = self.spaces[space]["dim"]
-        if any(np.asarray(v).shape != (dim,) for v in vectors.values()):
-            raise CollectionError(f"vectors for space {space!r} must have shape ({dim},)")
+        for record_id, vector in vectors.items():
+            self._check_vector(space, record_id, np.asarray(vector))
         return self.insert_vectors(space, vectors)
 
     def delete(self, ids: Sequence[str]) -> int:

@@ -2,6 +2,8 @@
 
 Reader -> mapper -> writer with per-stage timings, as clip-retrieval's runner. Each batch is one SQLite
 transaction, so a crash loses at most the batch in flight; indexes catch up from SQLite's change log.
+The next batch's images decode on the thread pool while the current batch is encoded (`prefetch`), so the
+"read" seconds count only the time the encoders waited for pixels.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -76,10 +78,12 @@ def ingest_records(
     decode_workers: int = 4,
     linker: ConceptLinker | None = None,
     progress: bool = True,
+    prefetch: bool = True,
 ) -> IngestSummary:
     """Add `records` to `collection`, embedding them in every space of `encoders` (space -> Encoder).
 
     Records already in the collection are skipped; unreadable images are logged, counted and skipped.
+    `prefetch` decodes the next batch's images while the current batch is encoded (False: one after the other).
     """
     summary = IngestSummary(source=source, total=len(records))
     for space, encoder in encoders.items():
@@ -89,10 +93,17 @@ def ingest_records(
     pending = [r for r in records if r.id not in known]
     needs_pixels = any("image" in e.modalities for e in encoders.values())
     bar = tqdm(total=len(pending), desc=f"ingest {source}", unit="rec", disable=not progress)
+    batches = [pending[start : start + batch_size] for start in range(0, len(pending), batch_size)]
     with ThreadPoolExecutor(max_workers=max(1, decode_workers)) as pool:
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start : start + batch_size]
-            _ingest_batch(collection, batch, encoders, pool, needs_pixels, linker, summary)
+        decoding = _start_decode(batches[0], pool, needs_pixels) if batches else []
+        for position, batch in enumerate(batches):
+            current = decoding
+            following = batches[position + 1] if position + 1 < len(batches) else []
+            if prefetch and following:  # the pool decodes the next batch while this one is encoded
+                decoding = _start_decode(following, pool, needs_pixels)
+            _ingest_batch(collection, batch, encoders, current, linker, summary)
+            if not prefetch and following:
+                decoding = _start_decode(following, pool, needs_pixels)
             bar.update(len(batch))
         backfill = _records_missing_spaces(collection, [r for r in records if r.id in known], encoders)
         for start in range(0, len(backfill), batch_size):
@@ -116,13 +127,12 @@ def _ingest_batch(
     collection: Collection,
     batch: list[Record],
     encoders: Mapping[str, Encoder],
-    pool: ThreadPoolExecutor,
-    needs_pixels: bool,
+    decoding: list[tuple[Record, Future]],
     linker: ConceptLinker | None,
     summary: IngestSummary,
 ) -> None:
     started = time.perf_counter()
-    images = _decode_images(batch, pool, summary, keep=needs_pixels)
+    images = _finish_decode(decoding, summary)
     kept = [r for r in batch if r.image_path is None or r.id in images]
     summary.seconds["read"] += time.perf_counter() - started
 
@@ -164,7 +174,7 @@ def _backfill_batch(
 ) -> None:
     """Embed stored records in the spaces they lack (e.g. after `medsearch train clip`)."""
     started = time.perf_counter()
-    images = _decode_images(batch, pool, summary, keep=True)
+    images = _finish_decode(_start_decode(batch, pool, keep=True), summary)
     summary.seconds["read"] += time.perf_counter() - started
     for space, encoder in encoders.items():
         lacking = collection.ids_without_vector(space, [r.id for r in batch])
@@ -179,26 +189,29 @@ def _backfill_batch(
         summary.seconds["write"] += time.perf_counter() - started
 
 
-def _decode_images(
-    batch: list[Record], pool: ThreadPoolExecutor, summary: IngestSummary, keep: bool
-) -> dict[str, Any]:
-    """record id -> decoded RGB image (or True when pixels are not needed); failures go to the summary."""
-    with_images = [r for r in batch if r.image_path]
+def _start_decode(batch: list[Record], pool: ThreadPoolExecutor, keep: bool) -> list[tuple[Record, Future]]:
+    """Submit the decoding of every image of `batch` to the pool (PIL decodes outside the GIL)."""
 
-    def decode(record: Record) -> tuple[str, Any]:
+    def decode(record: Record) -> Any:
         try:
             image = load_image(record.image_path)  # type: ignore[arg-type]
-            return record.id, image if keep else True
+            return image if keep else True
         except ImageReadError as e:
-            return record.id, e
+            return e
 
+    return [(record, pool.submit(decode, record)) for record in batch if record.image_path]
+
+
+def _finish_decode(decoding: list[tuple[Record, Future]], summary: IngestSummary) -> dict[str, Any]:
+    """record id -> decoded RGB image (or True when pixels are not needed); failures go to the summary."""
     out: dict[str, Any] = {}
-    for record_id, result in pool.map(decode, with_images):
+    for record, future in decoding:
+        result = future.result()
         if isinstance(result, ImageReadError):
-            logger.warning("skipping %s: %s", record_id, result)
+            logger.warning("skipping %s: %s", record.id, result)
             summary.failed.append((result.path, result.reason))
         else:
-            out[record_id] = result
+            out[record.id] = result
     return out
 
 

@@ -4,7 +4,8 @@ String ids map to int64 keys (`faiss_keys.KeyTable`); payloads live beside the i
 become an id selector (a bitmap over keys) passed in SearchParameters, so a filtered search ranks only
 matching vectors instead of post-filtering an unfiltered top-k. Query rows that come back short while
 more matching vectors exist (HNSW and IVF can miss under a tight selector) are redone exactly.
-Not thread-safe: one writer, and no search concurrent with a write.
+Searches may run concurrently with each other (faiss reads are thread-safe; the filter-mask cache tolerates
+racing fills), but not with a write: one writer, and no search concurrent with a write.
 """
 
 from __future__ import annotations
@@ -192,11 +193,13 @@ class FaissIndex:
             filter = None
         if filter is None and self._open_index().ntotal == len(self._keys):
             return None
-        if filter not in self._masks:
-            if len(self._masks) >= _MASK_CACHE_SIZE:
-                self._masks.pop(next(iter(self._masks)))
-            self._masks[filter] = self._keys.mask(filter)
-        return self._masks[filter]
+        mask = self._masks.get(filter)
+        if mask is None:  # concurrent searches may both build it; the cache only ever gains a valid mask
+            mask = self._keys.mask(filter)
+            for stale in list(self._masks)[: max(0, len(self._masks) - _MASK_CACHE_SIZE + 1)]:
+                self._masks.pop(stale, None)
+            self._masks[filter] = mask
+        return mask
 
     def _search_all(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         index = self._open_index()

@@ -4,15 +4,40 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from engine.encoders.base import l2_normalise
+from engine.encoders.batching import Coalescer
 from engine.errors import EncoderUnavailableError
 
 logger = logging.getLogger(__name__)
+
+# a query-sized batch runs on one torch thread: splitting a few tokens across threads costs more than it saves
+SMALL_BATCH = 8
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with `count` torch intra-op threads (None: unchanged), restoring the setting after.
+
+    The setting is process-wide: the caller runs one batch at a time (`Coalescer`), so no other MiniLM pass runs
+    meanwhile.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if count is None or count == previous:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def bundled_model_path() -> Path:
@@ -47,6 +72,9 @@ class MiniLMEncoder:
         self.batch_size = batch_size
         self.dim = int(self.model.get_embedding_dimension())
         self.name = "minilm"
+        # one batch at a time (the fast tokenizer is not reentrant: "Already borrowed"); concurrent callers' texts
+        # (a search server's queries) are merged into the next batch
+        self._batches = Coalescer(self._encode_batch, max_items=max(batch_size, SMALL_BATCH))
         logger.info(
             "loaded MiniLM from %s (dim %d) in %.1fs", model_path, self.dim, time.perf_counter() - started
         )
@@ -54,9 +82,13 @@ class MiniLMEncoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
-        )
+        return self._batches(list(texts))
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        with torch_threads(1 if len(texts) <= SMALL_BATCH else None):
+            vectors = self.model.encode(
+                texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+            )
         return l2_normalise(vectors)
 
     def encode_images(self, images: Sequence[object]) -> np.ndarray:

@@ -35,13 +35,17 @@ def create(name: str, **options: Any) -> Encoder:
     """Build an encoder from its registry name ("family" or "family:argument")."""
     family, _, argument = name.partition(":")
     if family not in _FAMILIES:
-        raise UnknownEncoderError(f"unknown encoder {name!r}; choose one of {names()} (as 'family' or 'family:arg')")
+        raise UnknownEncoderError(
+            f"unknown encoder {name!r}; choose one of {names()} (as 'family' or 'family:arg')"
+        )
     target, extra = _FAMILIES[family]
     module_name, _, factory_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        hint = f"pip install 'medsearch[{extra}]'" if extra else "is medsearch installed with its dependencies?"
+        hint = (
+            f"pip install 'medsearch[{extra}]'" if extra else "is medsearch installed with its dependencies?"
+        )
         raise EncoderUnavailableError(f"encoder {name!r} needs module {e.name!r}: {hint}") from e
     factory = getattr(module, factory_name)
     encoder = factory(argument, **options) if argument else factory(**options)

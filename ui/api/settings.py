@@ -3,7 +3,8 @@
 Field names match top-level `Settings` fields so they can move into `engine/settings.py` unchanged: when
 `Settings` has a field of the same name, `api_settings_from(settings)` takes its value; otherwise the field is
 read from its `MEDSEARCH_*` environment variable (`MEDSEARCH_API_KEY`, `MEDSEARCH_READS_REQUIRE_KEY`,
-`MEDSEARCH_MAX_UPLOAD_BYTES`, `MEDSEARCH_CORS_ORIGINS` as a JSON list, `MEDSEARCH_BUSY_TIMEOUT_SECONDS`).
+`MEDSEARCH_MAX_UPLOAD_BYTES`, `MEDSEARCH_CORS_ORIGINS` as a JSON list, `MEDSEARCH_BUSY_TIMEOUT_SECONDS`,
+`MEDSEARCH_CONCURRENT_READS`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class ApiSettings(BaseSettings):
     max_upload_bytes: largest query image accepted (multipart file or decoded base64); larger gets 413.
     cors_origins: origins allowed to call the API from a browser; empty (default) = CORS off.
     busy_timeout_seconds: how long a request waits for the engine (busy with an ingest) before a 503.
+    concurrent_reads: searches share the engine and run at once (default); False serialises every engine call
+        (`MEDSEARCH_CONCURRENT_READS=false`, the behaviour before; benchmarks compare the two).
     """
 
     model_config = SettingsConfigDict(env_prefix="MEDSEARCH_", extra="ignore")
@@ -36,6 +39,7 @@ class ApiSettings(BaseSettings):
     max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
     busy_timeout_seconds: float = Field(default=30.0, gt=0)
+    concurrent_reads: bool = True
 
     @model_validator(mode="after")
     def _key_for_closed_reads(self) -> ApiSettings:

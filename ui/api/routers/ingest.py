@@ -1,7 +1,7 @@
 """`POST /ingest` (API key): ingest a dataset folder that is on the server into a collection.
 
 The folder is read in place with the engine's loader (validated before anything is written), like
-`medsearch ingest`. The request holds the engine until the ingest ends, so searches wait (503 after the busy
+`medsearch ingest`. The request holds the engine exclusively (`engine.write()`) until the ingest ends, so searches wait (503 after the busy
 timeout): ingest large archives with the CLI, or while the server is idle. The key grants reading any folder
 the server process can read.
 """
@@ -33,7 +33,7 @@ def ingest(body: IngestRequest, engine: Engine) -> IngestResponse:
     folder = Path(body.path).expanduser()
     if not folder.is_dir():
         raise DatasetFormatError(f"no folder {body.path!r} on the server: give the path of a dataset folder")
-    with engine.use() as workspace:
+    with engine.write() as workspace:
         name = body.collection or workspace.settings.collection
         logger.info("ingest %s from %s into %s requested over HTTP", body.dataset, folder, name)
         summary = workspace.ingest(body.dataset, folder, collection=name, progress=False)

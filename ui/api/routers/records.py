@@ -32,7 +32,7 @@ router = APIRouter(prefix="/records", tags=["records"], responses=ERROR_RESPONSE
     responses={200: {"content": {"image/*": {}}, "description": "the record's image file"}},
 )
 def get_record_image(record_id: str, engine: Engine, collection: CollectionName = None) -> FileResponse:
-    with engine.use() as workspace:
+    with engine.read() as workspace:
         record = open_collection(workspace, collection).get(record_id)
     if not record.image_path:
         raise RecordNotFoundError(f"record {record_id!r} has no image (it is a {record.kind!r} record)")
@@ -50,7 +50,7 @@ def get_record_image(record_id: str, engine: Engine, collection: CollectionName 
 def get_record(
     request: Request, record_id: str, engine: Engine, collection: CollectionName = None
 ) -> RecordOut:
-    with engine.use() as workspace:
+    with engine.read() as workspace:
         opened = open_collection(workspace, collection)
         record = opened.get(record_id)
         concepts = opened.concepts_of([record_id]).get(record_id, [])
@@ -65,7 +65,7 @@ def get_record(
     summary="Delete a record (needs the API key)",
 )
 def delete_record(record_id: str, engine: Engine, collection: CollectionName = None) -> DeleteResponse:
-    with engine.use() as workspace:
+    with engine.write() as workspace:
         opened = open_collection(workspace, collection)
         deleted = workspace.delete([record_id], collection=opened.name)
     if not deleted:

@@ -134,7 +134,7 @@ async def search(request: Request, engine: Engine, limits: Limits) -> SearchResp
 
     def execute() -> SearchResponse:
         image = decode_image(data, name) if data is not None else None
-        with engine.use() as workspace:
+        with engine.read() as workspace:  # shared: searches run concurrently
             page = run_search(workspace, query, image)
         hits = [
             HitOut.from_hit(hit, image_url(request, hit.id, page.collection) if hit.image_path else None)

@@ -1,0 +1,403 @@
+"""API latency: p50/p95/p99 of `POST /search` text queries at 1, 10 and 50 concurrent clients, one run.
+
+1. Build (or reuse with `--home`) a text collection of `--records` items (default 100,000): the shared IU X-ray
+   reports, replicated with unique ids. Copy j of a report has its sentences shuffled (seeded) and its MiniLM
+   vector is the original's plus small seeded noise, re-normalised: MiniLM encodes each original report once and
+   the vectors reach SQLite through `Collection.add`, so the build takes minutes, not hours. Concepts are linked
+   once per original report (knowledge graph) and copied to its replicas.
+2. Start `medsearch serve` (uvicorn, one process) on a free loopback port per lock mode: `concurrent`
+   (searches share the engine) and `serial` (`MEDSEARCH_CONCURRENT_READS=false`, the old global lock). Both
+   run at once and each concurrency level is measured on one, then the other, so load drift hits both alike.
+3. A second process (this script's `load` subcommand) runs closed-loop clients (threads, one keep-alive httpx
+   connection each) for `--duration` seconds per concurrency level and reports latencies, throughput, errors.
+
+    python benchmarks/api_latency.py [--home DIR] [--records 100000] [--duration 20] [--clients 1,10,50]
+        [--modes concurrent,serial] [--search-mode hybrid] [--out benchmarks/results/api_latency.json] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from engine.evaluation import portable  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+
+logger = logging.getLogger("benchmarks.api_latency")
+
+COLLECTION = "latency"
+TARGET_P95_MS = 150.0
+TARGET_CLIENTS = 10
+QUERIES = (
+    "pleural effusion",
+    "no pneumothorax",
+    "cardiomegaly",
+    "enlarged heart",
+    "atelectasis at the lung bases",
+    "calcified granuloma",
+    "lung opacity",
+    "pulmonary nodule",
+    "scoliosis of the thoracic spine",
+    "atherosclerotic aorta",
+    "rib fracture",
+    "pulmonary vascular congestion",
+    "emphysema",
+    "hiatal hernia",
+    "pulmonary edema",
+    "normal chest x-ray",
+    "airspace disease in the right lower lobe",
+    "degenerative changes of the spine",
+    "clear lungs without consolidation",
+    "sternotomy wires",
+)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+# ---------------------------------------------------------------------- build
+def build_collection(home: Path, data: Path, records: int, kg: bool, seed: int = 0) -> dict[str, Any]:
+    """Write `records` replicated IU X-ray reports into collection `latency` under `home`; returns build facts."""
+    from engine import datasets
+    from engine.workspace import Workspace
+
+    started = time.perf_counter()
+    settings = Settings(home=home, data=data, kg_enabled=kg)
+    with Workspace(settings) as workspace:
+        base = [r for r in datasets.load("iu-xray", data / "iu-xray") if r.text().strip()][:records]
+        encoder = workspace.encoder("minilm")
+        collection = workspace.collection(COLLECTION, create=True)
+        collection.ensure_space("text", encoder.name, encoder.dim)
+        encode_started = time.perf_counter()
+        vectors = encoder.encode_texts([r.text() for r in base])
+        encode_seconds = time.perf_counter() - encode_started
+        knowledge = workspace.knowledge()
+        concepts = knowledge.link_records(base) if knowledge else {}
+        rng = np.random.default_rng(seed)
+        shuffler = random.Random(seed)
+        for start in range(0, records, 5000):
+            batch, batch_vectors, batch_concepts = [], {}, {}
+            for position in range(start, min(start + 5000, records)):
+                copy, original = divmod(position, len(base))
+                record = base[original]
+                if copy:
+                    record = dataclasses.replace(
+                        record, id=f"{record.id}~{copy}", findings=_shuffled(record.findings, shuffler)
+                    )
+                    noisy = vectors[original] + rng.normal(0, 0.02, vectors.shape[1]).astype(np.float32)
+                    vector = noisy / np.linalg.norm(noisy)
+                else:
+                    vector = vectors[original]
+                batch.append(record)
+                batch_vectors[record.id] = vector.astype(np.float32)
+                if base[original].id in concepts:
+                    batch_concepts[record.id] = concepts[base[original].id]
+            collection.add(batch, {"text": batch_vectors}, batch_concepts)
+        sync_started = time.perf_counter()
+        collection.sync()
+        return {
+            "records": collection.count(),
+            "distinct_reports": len(base),
+            "minilm_encode_seconds": round(encode_seconds, 1),
+            "index_build_seconds": round(time.perf_counter() - sync_started, 1),
+            "build_seconds": round(time.perf_counter() - started, 1),
+            "concepts": bool(concepts),
+            "how": "IU X-ray reports replicated with unique ids; copies have shuffled sentences and their original's "
+            "MiniLM vector plus N(0, 0.02) noise, re-normalised; concepts linked once per original and copied",
+        }
+
+
+def _shuffled(text: str | None, shuffler: random.Random) -> str | None:
+    if not text:
+        return text
+    sentences = _SENTENCE.split(text)
+    shuffler.shuffle(sentences)
+    return " ".join(sentences)
+
+
+# ---------------------------------------------------------------------- server
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(
+    home: Path, data: Path, port: int, concurrent: bool, kg: bool, log: Path
+) -> subprocess.Popen:
+    """`medsearch serve` on 127.0.0.1:port (API only), returning once /health answers."""
+    import httpx
+
+    env = {
+        **os.environ,
+        "MEDSEARCH_HOME": str(home),
+        "MEDSEARCH_DATA": str(data),
+        "MEDSEARCH_COLLECTION": COLLECTION,
+        "MEDSEARCH_CONCURRENT_READS": "true" if concurrent else "false",
+        "MEDSEARCH_KG_ENABLED": "true" if kg else "false",
+        "MEDSEARCH_LOG_LEVEL": "WARNING",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "ui.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-web",
+    ]
+    handle = open(log, "ab")  # noqa: SIM115 - closed with the process
+    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    server.terminate()
+    raise RuntimeError(f"the server did not answer /health within 600 s; see {log}")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(10)
+
+
+# ---------------------------------------------------------------------- load (second process)
+def run_load(url: str, clients: int, duration: float, search_mode: str, warmup: int = 1) -> dict[str, Any]:
+    """Closed-loop load: `clients` threads, each sending queries back to back for `duration` seconds."""
+    import httpx
+
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    error_kinds: dict[str, int] = {}
+    start_gate = threading.Barrier(clients + 1)
+    stop_at = [0.0]
+
+    def client(slot: int) -> None:
+        rng = random.Random(slot)
+        with httpx.Client(base_url=url, timeout=60) as session:
+            for _ in range(warmup):
+                session.post("/search", json={"text": rng.choice(QUERIES), "mode": search_mode})
+            start_gate.wait()
+            while time.perf_counter() < stop_at[0]:
+                body = {"text": rng.choice(QUERIES), "mode": search_mode, "k": 10}
+                began = time.perf_counter()
+                try:
+                    response = session.post("/search", json=body)
+                    ok = response.status_code == 200
+                    kind = str(response.status_code)
+                except httpx.HTTPError as e:
+                    ok, kind = False, type(e).__name__
+                if ok:
+                    latencies[slot].append((time.perf_counter() - began) * 1000)
+                else:
+                    errors[slot] += 1
+                    error_kinds[kind] = error_kinds.get(kind, 0) + 1
+
+    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
+    for thread in threads:
+        thread.start()
+    stop_at[0] = time.perf_counter() + 3600  # set for real once every client has warmed up
+    start_gate.wait()
+    began = time.perf_counter()
+    stop_at[0] = began + duration
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    done = np.array([x for row in latencies for x in row], dtype=np.float64)
+    stats = {f"p{q}_ms": round(float(np.percentile(done, q)), 1) if len(done) else None for q in (50, 95, 99)}
+    return {
+        "clients": clients,
+        "requests": int(len(done)),
+        "errors": int(sum(errors)),
+        "error_kinds": error_kinds,
+        **stats,
+        "mean_ms": round(float(done.mean()), 1) if len(done) else None,
+        "max_ms": round(float(done.max()), 1) if len(done) else None,
+        "throughput_rps": round(len(done) / elapsed, 1),
+        "seconds": round(elapsed, 1),
+        "load_average": round(os.getloadavg()[0], 1),  # the machine's 1-minute load when the level ended
+    }
+
+
+def load_in_subprocess(url: str, clients: int, duration: float, search_mode: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "load", "--url", url, "--clients", str(clients)]
+    command += ["--duration", str(duration), "--search-mode", search_mode]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=duration + 600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------- main
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    data = Path(args.data or Settings().data or REPO.parent / "shared" / "data")
+    with tempfile.TemporaryDirectory(prefix="medsearch-latency-") as scratch:
+        home = Path(args.home) if args.home else Path(scratch) / "home"
+        marker = home / "collections" / COLLECTION / "manifest.json"
+        if marker.is_file():
+            logger.info("reusing collection %s in %s", COLLECTION, home)
+            build = json.loads((home / "latency-build.json").read_text())
+        else:
+            logger.info("building a %d-record collection in %s", args.records, home)
+            build = build_collection(home, data, args.records, kg=not args.no_kg)
+            (home / "latency-build.json").write_text(json.dumps(build))
+        logger.info("collection: %s", build)
+        if args.build_only:
+            return {"collection": build}
+        levels = []
+        servers: dict[str, tuple[subprocess.Popen, int]] = {}
+        try:  # both servers up at once, levels interleaved: the machine's load drifts between minutes
+            for mode in args.modes:
+                port = free_port()
+                log = Path(scratch) / f"server-{mode}.log"
+                servers[mode] = (
+                    start_server(home, data, port, mode == "concurrent", not args.no_kg, log),
+                    port,
+                )
+            for clients in args.clients:
+                for mode in args.modes:
+                    url = f"http://127.0.0.1:{servers[mode][1]}"
+                    result = load_in_subprocess(url, clients, args.duration, args.search_mode)
+                    levels.append({"lock": mode, **result})
+                    logger.info("%s lock, %d clients: %s", mode, clients, result)
+        finally:
+            for server, _ in servers.values():
+                stop_server(server)
+    return summarise(build, levels, args)
+
+
+def summarise(
+    build: dict[str, Any], levels: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
+    at_target = [x for x in levels if x["lock"] == "concurrent" and x["clients"] == TARGET_CLIENTS]
+    p95 = at_target[0]["p95_ms"] if at_target else None
+    ratios = {}
+    for level in levels:
+        if level["lock"] != "concurrent":
+            continue
+        serial = [x for x in levels if x["lock"] == "serial" and x["clients"] == level["clients"]]
+        if serial and serial[0]["p95_ms"] and level["p95_ms"]:
+            ratios[str(level["clients"])] = {
+                "p95_serial_over_concurrent": round(serial[0]["p95_ms"] / level["p95_ms"], 2),
+                "throughput_concurrent_over_serial": round(
+                    level["throughput_rps"] / max(serial[0]["throughput_rps"], 1e-9), 2
+                ),
+            }
+    return {
+        "benchmark": "POST /search latency (text queries) over loopback, load from a second process",
+        "collection": build,
+        "search_mode": args.search_mode,
+        "k": 10,
+        "seconds_per_level": args.duration,
+        "machine": {"cpus": os.cpu_count(), "note": "server and load generator share the same cores"},
+        "levels": levels,
+        "ratios": ratios,
+        "target": {
+            "p95_ms_below": TARGET_P95_MS,
+            "clients": TARGET_CLIENTS,
+            "p95_ms": p95,
+            "met": p95 is not None and p95 < TARGET_P95_MS,
+        },
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"collection: {result['collection']['records']} records; mode {result['search_mode']}")
+    print(
+        f"{'lock':<11}{'clients':>8}{'req':>8}{'err':>5}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'req/s':>8}"
+    )
+    for x in result["levels"]:
+        print(
+            f"{x['lock']:<11}{x['clients']:>8}{x['requests']:>8}{x['errors']:>5}"
+            f"{x['p50_ms'] or 0:>9.1f}{x['p95_ms'] or 0:>9.1f}{x['p99_ms'] or 0:>9.1f}{x['throughput_rps']:>8.1f}"
+        )
+    target = result["target"]
+    print(
+        f"p95 at {target['clients']} clients: {target['p95_ms']} ms (target < {target['p95_ms_below']}): {target['met']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    load = sub.add_parser("load", help="(internal) run the load generator and print JSON")
+    load.add_argument("--url", required=True)
+    load.add_argument("--clients", type=int, required=True)
+    load.add_argument("--duration", type=float, required=True)
+    load.add_argument("--search-mode", default="hybrid")
+    parser.add_argument("--home", help="reuse (or build once into) this medsearch home")
+    parser.add_argument("--data", help="shared data folder (default: Settings().data)")
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per concurrency level")
+    parser.add_argument("--clients", default="1,10,50", help="comma-separated concurrency levels")
+    parser.add_argument("--modes", default="concurrent,serial", help="lock modes: concurrent, serial")
+    parser.add_argument("--search-mode", default="hybrid", choices=("hybrid", "dense", "keyword"))
+    parser.add_argument("--no-kg", action="store_true", help="no knowledge graph (no concept ranker)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "api_latency.json"))
+    parser.add_argument("--build-only", action="store_true", help="build the collection in --home and stop")
+    parser.add_argument("--quick", action="store_true", help="2,000 records, 2 s per level, 1 and 4 clients")
+    args = parser.parse_args(argv)
+    if args.command == "load":
+        print(json.dumps(run_load(args.url, args.clients, args.duration, args.search_mode)))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.quick:
+        args.records, args.duration, args.clients = min(args.records, 2000), 2.0, "1,4"
+    args.clients = [int(x) for x in str(args.clients).split(",")]
+    args.modes = [x.strip() for x in args.modes.split(",") if x.strip()]
+    result = benchmark(args)
+    if args.build_only:
+        print(json.dumps(result))
+        return 0
+    print_table(result)
+    if args.search_mode == "dense":
+        result["note"] = "dense mode never uses the knowledge graph"
+    save(Path(args.out), run_label(args), portable(result, {"<repo>": REPO}))
+    return 0
+
+
+def run_label(args: argparse.Namespace) -> str:
+    return f"{args.search_mode}{'' if args.no_kg else ' + kg'}"
+
+
+def save(out: Path, label: str, result: dict[str, Any]) -> None:
+    """Write `result` under runs[label] of `out`, keeping the other labels' runs (one file, several modes)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    saved: dict[str, Any] = {}
+    if out.is_file():
+        saved = json.loads(out.read_text())
+    runs = saved.get("runs", {}) if isinstance(saved.get("runs"), dict) else {}
+    runs[label] = result
+    out.write_text(json.dumps({"benchmark": result.get("benchmark"), "runs": runs}, indent=1) + "\n")
+    print(f"saved {out} (run {label!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Tiny runs of the performance benchmarks (ingest profile, API latency), each writing its JSON into tmp_path.
+
+Slow (they load MiniLM, and the latency run starts `medsearch serve` twice): `pytest -m slow tests/benchmarks`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, check=True, timeout=1800
+    )
+
+
+@pytest.mark.slow
+def test_ingest_profile_quick(tmp_path: Path, shared_data: Path):
+    out = tmp_path / "ingest_profile.json"
+    _run(
+        "ingest_profile.py",
+        "--quick",
+        "--data",
+        str(shared_data),
+        "--models",
+        str(tmp_path / "none"),
+        "--out",
+        str(out),
+    )
+    result = json.loads(out.read_text())
+    assert "FALLBACK" in result["encoders"]["clip"]  # no checkpoint under --models: labelled stand-in
+    for kind in ("images", "reports"):
+        for variant in ("before", "after"):
+            run = result["runs"][kind][variant]
+            assert run["records"] > 0 and run["records_per_second"] > 0
+            assert set(run["seconds"]) == {
+                "decode",
+                "forward",
+                "encode_other",
+                "link",
+                "write",
+                "index",
+                "other",
+            }
+            assert 0 <= run["forward_fraction"] <= 1
+    assert str(tmp_path) not in out.read_text()  # no machine paths
+
+
+@pytest.mark.slow
+def test_api_latency_quick(tmp_path: Path, shared_data: Path):
+    out = tmp_path / "api_latency.json"
+    _run(
+        "api_latency.py",
+        "--quick",
+        "--records",
+        "120",
+        "--no-kg",
+        "--data",
+        str(shared_data),
+        "--out",
+        str(out),
+    )
+    result = json.loads(out.read_text())["runs"]["hybrid"]
+    assert result["collection"]["records"] == 120
+    levels = {(x["lock"], x["clients"]) for x in result["levels"]}
+    assert levels == {("concurrent", 1), ("concurrent", 4), ("serial", 1), ("serial", 4)}
+    assert all(
+        x["errors"] == 0 and x["requests"] > 0 and x["p95_ms"] >= x["p50_ms"] for x in result["levels"]
+    )
