@@ -37,6 +37,10 @@ class RecordNotFoundError(CollectionError, KeyError):
         return str(self.args[0]) if self.args else "record not found"
 
 
+class ModelNotTrainedError(EngineError, LookupError):
+    """A model this command needs has not been trained in this home (the message names the command to run)."""
+
+
 class ImageReadError(EngineError, ValueError):
     """An image file that cannot be read: missing, not an image, truncated, or too large."""
 

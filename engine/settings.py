@@ -27,7 +27,8 @@ class IndexSettings(BaseModel):
     """Which vector backend holds a collection's spaces, and each backend's own options.
 
     The per-backend blocks are passed to `indexers.create(backend, dim=..., **options)` as they are
-    (e.g. faiss: {"kind": "hnsw", "ef_search": 128}; qdrant: {"url": "http://host:6333"}).
+    (e.g. faiss: {"kind": "hnsw", "ef_search": 128}; qdrant: {"url": "http://host:6333"}). A faiss block
+    without "kind" (or with "kind": "auto") lets the collection choose by size (`indexers.defaults`).
     """
 
     backend: str = "faiss"
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     encoders: EncoderSettings = Field(default_factory=EncoderSettings)
     kg_enabled: bool = True  # link concepts at ingest and use them in hybrid search
+    generator: str = "local"  # phrases answers/reports when asked: local, extractive, openai:URL, vllm:MODEL
     ingest_batch_size: int = 256
     decode_workers: int = 4
     log_level: str = "INFO"

@@ -11,8 +11,10 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import datasets
 from engine.collection import Collection, list_collections
@@ -23,6 +25,11 @@ from engine.ingest import IngestSummary, ingest_records
 from engine.knowledge import Knowledge
 from engine.search import SearchService
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.rag.base import Generator
+    from engine.vqa.service import Answer, Question, VqaService
+    from kg.graph import ConceptGraph
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +45,10 @@ class Workspace:
         self._collections: dict[str, Collection] = {}
         self._services: dict[str, SearchService] = {}
         self._knowledge: Knowledge | None = None
+        self._vqa: VqaService | None = None
+        self._generators: dict[str, Generator] = {}
         self._lock = threading.RLock()
+        self._pin = threading.local()  # this thread's ExitStack of pinned collections, inside pinned()
 
     # ------------------------------------------------------------------ models
     def encoder(self, name: str) -> Encoder:
@@ -115,6 +125,105 @@ class Workspace:
             trained[space] = self.train(space, progress=progress)
         return trained
 
+    # ------------------------------------------------------------------ VQA and generators
+    def train_vqa(self, *, force: bool = False) -> Path:
+        """Fit the VQA model on the VQA-RAD and SLAKE train questions with this home's encoders and graph; saves
+        it under <home>/models/vqa (refuses to replace one unless `force`)."""
+        from engine.vqa.service import MODEL_FILE, VqaService, training_items
+
+        out = self.model_dir("vqa")
+        if (out / MODEL_FILE).is_file() and not force:
+            raise CollectionError(f"a trained VQA model exists at {out}; pass --force to replace it")
+        items = training_items(require_data_dir(self.settings))
+        names = self._vqa_encoder_names()
+        knowledge = self.knowledge()
+        service = VqaService.fit(
+            items,
+            self.encoder(_plain(names["text"])),
+            {space: self.encoder(_plain(name)) for space, name in names.items() if space != "text"},
+            names,
+            graph=knowledge.graph if knowledge else None,
+        )
+        service.save(out)
+        with self._lock:
+            self._vqa = None
+        return out
+
+    def ensure_vqa(self) -> Path | None:
+        """Train the VQA model when missing (the demo's first run); None when one is already there."""
+        from engine.vqa.service import MODEL_FILE
+
+        if (self.model_dir("vqa") / MODEL_FILE).is_file():
+            return None
+        logger.info(
+            "no trained VQA model in %s: training it (a few minutes on 2 cores)", self.model_dir("vqa")
+        )
+        return self.train_vqa()
+
+    def _vqa_encoder_names(self) -> dict[str, str]:
+        """space -> encoder name, with ``#<fingerprint>`` appended for this home's trained checkpoints, so a
+        model fitted on features of retrained weights (same path, new weights) is recognised as stale."""
+        names = {space: self.encoder_name(space) for space in ("text", *IMAGE_SPACES)}
+        return {space: _fingerprinted(name) for space, name in names.items() if name}
+
+    def vqa(self) -> VqaService:
+        """The trained VQA model of this home, loaded once (with the knowledge graph attached when enabled).
+
+        Raises:
+            VqaModelMissingError: not trained yet. CollectionError: trained with other encoders than this home's.
+        """
+        from engine.vqa.service import VqaService
+
+        with self._lock:
+            if self._vqa is None:
+
+                def graph() -> ConceptGraph | None:
+                    knowledge = self.knowledge()
+                    return knowledge.graph if knowledge else None
+
+                service = VqaService.load(self.model_dir("vqa"), graph)
+                current = self._vqa_encoder_names()
+                stale = {s: n for s, n in service.encoder_names.items() if current.get(s) != n}
+                if stale:
+                    raise CollectionError(
+                        f"the VQA model was trained with encoders {stale} that this home no longer uses: "
+                        "run `medsearch train vqa --force`"
+                    )
+                self._vqa = service
+            return self._vqa
+
+    def ask(
+        self, questions: list[Question], *, generator: str | None = None, phrase: bool = False
+    ) -> list[Answer]:
+        """Answer questions about images with the trained VQA model (models loaded once per workspace).
+
+        Args:
+            generator: registry name ("local", "extractive", "openai:URL", "vllm:MODEL") that phrases a sentence
+                when `phrase`; None with `phrase` -> a template sentence.
+        """
+        service = self.vqa()
+        names = service.encoder_names
+        return service.answer(
+            questions,
+            self.encoder(_plain(names["text"])),
+            {space: self.encoder(_plain(name)) for space, name in names.items() if space != "text"},
+            generator=self.generator(generator) if (phrase and generator) else None,
+            phrase=phrase,
+        )
+
+    def generator(self, name: str) -> Generator:
+        """The generator of that registry name, loaded once (the local model caches converted weights in
+        <home>/models/generators)."""
+        from engine.rag import create as create_generator
+
+        with self._lock:
+            if name not in self._generators:
+                options: dict[str, Any] = {}
+                if name == "local":
+                    options["cache_dir"] = self.settings.models_dir / "generators"
+                self._generators[name] = create_generator(name, **options)
+            return self._generators[name]
+
     # ------------------------------------------------------------------ collections
     def collection_names(self) -> list[str]:
         return list_collections(self.settings.home)
@@ -134,9 +243,43 @@ class Workspace:
                     backend=backend,
                     backend_options=self.settings.index.options_for(backend) if backend else None,
                 )
+                pinned = getattr(self._pin, "stack", None)
+                if pinned is not None:
+                    pinned.enter_context(self._collections[name].pinned())
             elif backend and backend != self._collections[name].manifest["backend"]:
                 Collection.open(self.settings.home, name, backend=backend)  # raises the explanatory error
             return self._collections[name]
+
+    def is_current(self) -> bool:
+        """Whether every open collection's loaded indexes hold every change in its SQLite (see `refresh`)."""
+        with self._lock:
+            opened = list(self._collections.values())
+        return all(collection.is_current() for collection in opened)
+
+    def refresh(self) -> None:
+        """Replay changes (e.g. made by another process) into the loaded indexes of every open collection.
+        Call it holding the exclusive side of the API's lock, when `is_current()` is False."""
+        with self._lock:
+            opened = list(self._collections.values())
+        for collection in opened:
+            collection.refresh()
+
+    @contextmanager
+    def pinned(self) -> Iterator[Workspace]:
+        """In this thread, searches serve the loaded indexes as they are, replaying no changes (collections
+        opened inside the block too), so many threads can search at once. See `Collection.pinned`."""
+        if getattr(self._pin, "stack", None) is not None:  # nested
+            yield self
+            return
+        with ExitStack() as stack:
+            with self._lock:
+                for collection in self._collections.values():
+                    stack.enter_context(collection.pinned())
+            self._pin.stack = stack
+            try:
+                yield self
+            finally:
+                self._pin.stack = None
 
     def search_service(self, name: str | None = None) -> SearchService:
         name = name or self.settings.collection
@@ -223,6 +366,21 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _fingerprinted(name: str) -> str:
+    """``trained:PATH`` -> ``trained:PATH#<12 hex of its model card>`` (the card records when and how the
+    weights were trained); other names unchanged."""
+    if not name.startswith("trained:"):
+        return name
+    card = Path(name.partition(":")[2]) / "model_card.json"
+    digest = hashlib.sha256(card.read_bytes()).hexdigest()[:12] if card.is_file() else "nocard"
+    return f"{name}#{digest}"
+
+
+def _plain(name: str) -> str:
+    """An encoder name without the fingerprint `_fingerprinted` adds."""
+    return name.partition("#")[0] if name.startswith("trained:") else name
 
 
 def require_data_dir(settings: Settings) -> Path:

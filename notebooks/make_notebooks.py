@@ -105,7 +105,7 @@ assert view.number_of_nodes() > 1'''),
 ])
 
 evaluate = nb([
- ("md", "# 02 · Evaluate\n\nRetrieval metrics of an image encoder on the held-out split `medsearch-val-v1`, next to the random and raw-pixel baselines, and finding-search metrics with and without the knowledge graph. To run in CI this notebook trains a *tiny* encoder for a few steps and searches a 300-report slice; the real figures come from `medsearch eval retrieval` and `medsearch eval kg` (see the README). VQA metrics will join when the answering engine lands."),
+ ("md", "# 02 · Evaluate\n\nRetrieval metrics of an image encoder on the held-out split `medsearch-val-v1`, next to the random and raw-pixel baselines, and finding-search metrics with and without the knowledge graph. To run in CI this notebook trains a *tiny* encoder for a few steps and searches a 300-report slice; the real figures come from `medsearch eval retrieval` and `medsearch eval kg` (see the README). Then VQA accuracy (closed / open / overall) of the answer head with retrieval and graph evidence, beside the majority and question-only baselines, on small slices of VQA-RAD (image-grouped folds) and SLAKE (train -> validation); the real figures come from `medsearch eval vqa`."),
  ("code", SETUP),
  ("md", "## Image retrieval on the held-out split"),
  ("code", '''from engine.encoders import create
@@ -158,6 +158,34 @@ axis.bar(systems, [table[s]["MAP"] for s in systems], color=["#bbb", "#8ab", "#8
 axis.set_ylabel("MAP (300-report slice)")
 plt.show()
 assert table["hybrid+kg"]["MAP"] >= table["keyword"]["MAP"]'''),
+ ("md", "## Visual question answering against question-only baselines"),
+ ("code", '''from engine.datasets import load
+from engine.vqa import encode_features, evaluate_vqa, vqa_items
+
+def first_images(items, n, split=None):
+    keep = sorted({i.record_id for i in items if split is None or i.split == split})[:n]
+    return [i for i in items if i.record_id in set(keep)]
+
+rad = first_images([i for i in vqa_items(load("vqa-rad", data / "vqa-rad"), "vqa-rad") if i.split == "train"], 40)
+slake_all = vqa_items(load("slake", data / "slake"), "slake")
+slake = first_images(slake_all, 40, "train") + first_images(slake_all, 15, "validation")
+image_encoders = {"clip": create(f"trained:{checkpoint}")}
+encoded = {name: (items, encode_features(items, workspace.encoder("minilm"), image_encoders))
+           for name, items in (("vqa-rad", rad), ("slake", slake))}
+vqa = evaluate_vqa(encoded, n_folds=2, k=5, graph=workspace.knowledge().graph)
+for name, result in vqa["datasets"].items():
+    print(name, result["protocol"], result["n_test"], "test questions")
+    for system, row in result["systems"].items():
+        print(f"  {system:<24} closed {100 * row['closed']:5.1f}  open {100 * row['open']:5.1f}  overall {100 * row['overall']:5.1f}")
+assert set(vqa["datasets"]["slake"]["systems"]) >= {"majority", "question-tfidf-lr", "head+retrieval+graph"}'''),
+ ("code", '''systems = ["majority", "question-tfidf-lr", "question-minilm-lr", "head+retrieval+graph", "ablation-no-graph", "ablation-no-images"]
+fig, axes = plt.subplots(1, 2, figsize=(11, 3), sharey=True)
+for axis, (name, result) in zip(axes, vqa["datasets"].items()):
+    axis.bar(range(len(systems)), [100 * result["systems"][s]["overall"] for s in systems], color="#59a")
+    axis.set_xticks(range(len(systems)), systems, rotation=35, ha="right", fontsize=7)
+    axis.set_title(f"{name} (tiny slice)")
+axes[0].set_ylabel("overall accuracy (%)")
+plt.show()'''),
  ("code", "workspace.close()"),
 ])
 

@@ -18,6 +18,7 @@ logger = logging.getLogger("medsearch")
 
 DATASETS = ("vqa-rad", "slake", "medpix", "iu-xray", "folder", "dicom")
 DEMO_SOURCES = (("vqa-rad", "vqa-rad"), ("slake", "slake"), ("medpix", "medpix-2.0"), ("iu-xray", "iu-xray"))
+DEMO_ASK = ("synpic100176.jpg", "Is there a pneumothorax?")
 DEMO_QUERIES = ("enlarged heart", "no pleural effusion", "brain tumor on MRI", "kidney stone")
 
 
@@ -149,6 +150,144 @@ def cmd_search_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_answer(answer: Any) -> None:
+    line = f"{answer.answer}  (confidence {answer.confidence:.2f}, {answer.answer_type.lower()} question)"
+    print(line)
+    if answer.sentence:
+        print(f"  {answer.sentence}  [phrased by {answer.phrased_by}]")
+    for number, citation in enumerate(answer.citations, start=1):
+        print(
+            f"  [{number}] {citation['record_id']}  Q: {citation['question']}  A: {citation['answer']}"
+            f"  (similarity {citation['similarity']:.2f})"
+        )
+    for fact in answer.facts:
+        print(f"  fact: {fact['head']} --{fact['relation']}--> {fact['value']}  (via {fact['record_id']})")
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from engine.ingest import load_image
+    from engine.vqa.service import Question
+
+    image = load_image(args.image) if args.image else None
+    with _workspace(args) as workspace:
+        answer = workspace.ask(
+            [Question("query", args.question, image)], generator=args.generator, phrase=args.phrase
+        )[0]
+    if args.json:
+        _print_json(answer.as_dict())
+    else:
+        _print_answer(answer)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from engine.ingest import load_image
+    from engine.rag.report import draft_report
+
+    if not args.image and not (args.indication or "").strip():
+        raise QueryError("give --image PATH, --indication TEXT, or both")
+    image = load_image(args.image) if args.image else None
+    with _workspace(args) as workspace:
+        generator = workspace.generator(args.generator) if args.generator else None
+        draft = draft_report(
+            workspace, image, args.indication, collection=args.collection, k=args.k, generator=generator
+        )
+    if args.json:
+        _print_json(draft.as_dict())
+        return 0
+    print(draft.text)
+    print()
+    for citation in draft.citations:
+        print(
+            f"[{citation.number}] {citation.record_id} (case {citation.case_id}, similarity {citation.similarity:.2f})"
+        )
+    for fact in draft.facts:
+        print(f"fact: {fact}")
+    phrasing = draft.phrasing
+    if phrasing.get("fallback_reason"):
+        print(f"(the generator's text was not used: {phrasing['fallback_reason']})", file=sys.stderr)
+    return 0
+
+
+def _read_qa_file(path: Path) -> list[tuple[str, str, str]]:
+    """(qid, image name, question) from a VQA-RAD (image_name) or SLAKE (img_name) JSON list."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise QueryError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+    if not isinstance(data, list):
+        raise QueryError(f"{path}: expected a JSON list of questions, got {type(data).__name__}")
+    rows = []
+    for number, item in enumerate(data):
+        image = item.get("image_name", item.get("img_name")) if isinstance(item, dict) else None
+        if (
+            not isinstance(item, dict)
+            or "qid" not in item
+            or not isinstance(item.get("question"), str)
+            or not image
+        ):
+            raise QueryError(
+                f"{path}: item {number}: expected qid, question and image_name (VQA-RAD) or img_name (SLAKE)"
+            )
+        rows.append((str(item["qid"]), str(image), item["question"]))
+    seen: set[str] = set()
+    for qid, _, _ in rows:
+        if qid in seen:
+            raise QueryError(f"{path}: qid {qid!r} appears more than once")
+        seen.add(qid)
+    return rows
+
+
+def cmd_ask_batch(args: argparse.Namespace) -> int:
+    from engine.errors import ImageReadError
+    from engine.ingest import load_image
+    from engine.vqa.service import Question
+
+    rows = _read_qa_file(Path(args.input))
+    images_dir = Path(args.images).resolve()
+    started = time.perf_counter()
+    failed = 0
+    tmp = Path(args.output).with_suffix(Path(args.output).suffix + ".tmp")
+    with _workspace(args) as workspace, open(tmp, "w", encoding="utf-8") as out:
+        workspace.vqa()  # load once, fail early when untrained
+        decoded: dict[str, Any] = {}
+        for start in range(0, len(rows), args.batch_size):
+            batch, lines = [], {}
+            for qid, name, question in rows[start : start + args.batch_size]:
+                path = (images_dir / name).resolve()
+                if not question.strip():
+                    lines[qid] = {"qid": qid, "answer": None, "error": "empty question"}
+                    continue
+                if not path.is_relative_to(images_dir):
+                    lines[qid] = {"qid": qid, "answer": None, "error": f"{name}: outside the images folder"}
+                    continue
+                try:
+                    if name not in decoded:
+                        if len(decoded) >= 64:  # questions come grouped by image: keep a small cache
+                            decoded.clear()
+                        decoded[name] = load_image(str(path))
+                    batch.append(Question(qid, question, decoded[name]))
+                except (ImageReadError, FileNotFoundError, OSError) as e:
+                    lines[qid] = {"qid": qid, "answer": None, "error": f"{name}: {e}"}
+            for answer in workspace.ask(batch, generator=args.generator, phrase=args.phrase) if batch else []:
+                row = answer.as_dict()
+                lines[answer.qid] = {
+                    "qid": answer.qid,
+                    **{k: v for k, v in row.items() if k not in ("qid", "question")},
+                }
+            for qid, _, _ in rows[start : start + args.batch_size]:
+                if "error" in lines[qid]:
+                    failed += 1
+                    print(f"medsearch ask-batch: {qid}: {lines[qid]['error']}", file=sys.stderr)
+                out.write(json.dumps(lines[qid], ensure_ascii=False) + "\n")
+    tmp.replace(args.output)
+    print(
+        f"{len(rows) - failed} answered, {failed} failed -> {args.output} in {time.perf_counter() - started:.1f}s",
+        file=sys.stderr,
+    )
+    return 1 if failed and failed == len(rows) else 0
+
+
 def cmd_collections(args: argparse.Namespace) -> int:
     with _workspace(args) as workspace:
         stats = [workspace.collection(name).stats() for name in workspace.collection_names()]
@@ -188,12 +327,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     else ""
                 )
             )
+        if (trained := workspace.ensure_vqa()) is not None:
+            print(f"trained the VQA model: {trained} (card: {trained / 'card.json'})")
         service = workspace.search_service(args.collection)
         from engine.search import SearchRequest
 
         for query in DEMO_QUERIES:
             print(f"\n=== {query}")
             _print_hits(service.search(SearchRequest(text=query, k=5)))
+        from engine.ingest import load_image
+        from engine.vqa.service import Question
+
+        image = data / "vqa-rad" / "images" / DEMO_ASK[0]
+        if image.is_file():
+            print(f"\n=== ask: {DEMO_ASK[1]} ({image.name})")
+            _print_answer(workspace.ask([Question("demo", DEMO_ASK[1], load_image(str(image)))])[0])
     if args.no_serve:
         print('\nTry: medsearch search "cardiomegaly" --filter source=iu-xray --json')
         return 0
@@ -264,6 +412,18 @@ def _print_card(card: dict[str, Any]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.space == "vqa":
+        with _workspace(args) as workspace:
+            path = workspace.train_vqa(force=args.force)
+        card = json.loads((path / "card.json").read_text())
+        print(f"trained vqa -> {path}")
+        per_dataset = ", ".join(f"{name}: {row['questions']}" for name, row in card["data"].items())
+        spaces = [space for space in card["encoders"] if space != "text"]
+        print(
+            f"train questions ({per_dataset}), {card['answers']} answers, image spaces {spaces}, "
+            f"graph {card['graph']}, {card['seconds']['total']}s"
+        )
+        return 0
     with _workspace(args) as workspace:
         path = workspace.train(args.space, epochs=args.epochs, force=args.force)
     card = json.loads((path / "model_card.json").read_text())
@@ -295,6 +455,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         print(format_retrieval_table(result))
         print(f"saved {out} and {out.with_suffix('.png')}", file=sys.stderr)
+        return 0
+    if args.target == "report":
+        from engine.evaluation.report_eval import format_report_table, run_report_benchmark
+
+        out = args.out or args.settings.home / "eval" / "report.json"
+        result = run_report_benchmark(
+            args.settings.home.resolve(), require_data_dir(args.settings).resolve(), out
+        )
+        print(format_report_table(result))
+        print(f"saved {out}", file=sys.stderr)
+        return 0
+    if args.target == "vqa":
+        from engine.evaluation.vqa_eval import format_table, run_vqa_benchmark
+
+        out = args.out or args.settings.home / "eval" / "vqa.json"
+        result = run_vqa_benchmark(
+            args.settings.home.resolve(), require_data_dir(args.settings).resolve(), out, folds=args.folds
+        )
+        print(format_table(result))
+        print(f"saved {out}", file=sys.stderr)
         return 0
     from engine.evaluation.kg_eval import evaluate_kg
 
@@ -344,6 +524,18 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--collection", default=None)
 
 
+def _add_generator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--phrase", action="store_true", help="add a sentence with citations (template unless --generator)"
+    )
+    parser.add_argument(
+        "--generator",
+        default=None,
+        help="phrases the sentence with --phrase: local, extractive, openai:URL, vllm:MODEL (kept only if it "
+        "states the answer and cites a case)",
+    )
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "ingest": (cmd_ingest, "ingest a dataset folder into a collection"),
     "search": (cmd_search, "search a collection"),
@@ -352,8 +544,17 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "delete": (cmd_delete, "delete records by id"),
     "demo": (cmd_demo, "ingest the shared datasets and run example searches"),
     "kg": (cmd_kg, "knowledge graph: link text, show a concept, stats, relink a collection"),
-    "train": (cmd_train, "train this home's image encoder (clip: LiT/ConVIRT against MiniLM; ssl: SimCLR)"),
-    "eval": (cmd_eval, "evaluate (retrieval: image encoders; kg: linking and finding search) and save JSON"),
+    "train": (
+        cmd_train,
+        "train this home's models (clip: LiT/ConVIRT against MiniLM; ssl: SimCLR; vqa: answer head + retrieval)",
+    ),
+    "ask": (cmd_ask, "answer a question about an image, with the cases and graph facts it rests on"),
+    "report": (cmd_report, "draft FINDINGS and IMPRESSION from the most similar prior cases, with citations"),
+    "ask-batch": (cmd_ask_batch, "answer a VQA-RAD/SLAKE-format question file, write one answer per line"),
+    "eval": (
+        cmd_eval,
+        "evaluate (retrieval: image encoders; vqa, report: vs baselines; kg: linking, finding search); save JSON",
+    ),
     "serve": (cmd_serve, "serve the HTTP API (/, docs at /docs) and the web app (/ui)"),
 }
 
@@ -418,15 +619,43 @@ def build_parser() -> argparse.ArgumentParser:
     q = kg_sub.add_parser("relink", help="re-link every record of a collection with the current graph")
     q.add_argument("--collection", default=None)
 
+    p = parsers["ask"]
+    p.add_argument("--image", default=None, help="the image the question is about")
+    p.add_argument("--question", required=True)
+    p.add_argument("--json", action="store_true")
+    _add_generator_options(p)
+
+    p = parsers["report"]
+    p.add_argument("--image", default=None, help="the study image")
+    p.add_argument("--indication", default=None, help="clinical indication (alone: a text query)")
+    p.add_argument("--k", type=int, default=5, help="similar cases to draft from (default 5)")
+    p.add_argument("--collection", default=None, help="collection holding MedPix (and IU X-ray) cases")
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--generator",
+        default=None,
+        help="rephrase with local, openai:URL or vllm:MODEL (kept only if every sentence stays cited)",
+    )
+
+    p = parsers["ask-batch"]
+    p.add_argument(
+        "--input", required=True, help="JSON list: {qid, image_name|img_name, question} (VQA-RAD/SLAKE)"
+    )
+    p.add_argument("--images", required=True, help="folder the image names are relative to")
+    p.add_argument("--output", required=True, help='JSONL: {"qid", "answer", "confidence", "citations", ...}')
+    p.add_argument("--batch-size", type=int, default=64)
+    _add_generator_options(p)
+
     p = parsers["train"]
-    p.add_argument("space", choices=("clip", "ssl"))
+    p.add_argument("space", choices=("clip", "ssl", "vqa"))
     p.add_argument(
         "--epochs", type=int, default=None, help="passes over the training images (default config)"
     )
     p.add_argument("--force", action="store_true", help="replace an existing checkpoint")
 
     p = parsers["eval"]
-    p.add_argument("target", choices=("retrieval", "kg"))
+    p.add_argument("target", choices=("retrieval", "vqa", "report", "kg"))
+    p.add_argument("--folds", type=int, default=5, help="vqa: image-grouped folds over VQA-RAD train")
     p.add_argument(
         "--queries", type=Path, default=None, help="finding query set (default benchmarks/kg_queries.json)"
     )

@@ -27,6 +27,7 @@ from ui.api.errors import UnknownCollectionError
 from ui.api.models import SearchQuery
 from ui.api.queries import run_search
 from ui.web_kg import build_kg_tab
+from ui.web_rag import build_ask_tab, build_report_tab
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class WebHandlers:
         self.engine = engine
 
     def collection_names(self) -> tuple[list[str], str | None]:
-        with self.engine.use() as workspace:
+        with self.engine.read() as workspace:
             names = workspace.collection_names()
         default = self.engine.settings.collection
         return names, default if default in names else (names[0] if names else None)
@@ -185,7 +186,7 @@ class WebHandlers:
     def facets(self, name: str | None) -> dict[str, dict[str, int]]:
         if not name:
             return {}
-        with self.engine.use() as workspace:
+        with self.engine.read() as workspace:
             return facet_counts(open_collection(workspace, name), ("modality", "body_part"))
 
     def load(self) -> tuple[Any, ...]:
@@ -233,7 +234,7 @@ class WebHandlers:
                 text=text.strip() or None, k=int(k), mode=mode, filters=filters or None, collection=collection
             )
             image = load_image(image_path) if image_path else None
-            with self.engine.use() as workspace:
+            with self.engine.read() as workspace:
                 page = run_search(workspace, query, image)
         except ValidationError as e:
             return [], _error("; ".join(err["msg"] for err in e.errors())), [], ""
@@ -257,7 +258,7 @@ class WebHandlers:
         if not name:
             return "No collections yet: ingest one (`medsearch ingest ...` or `POST /ingest`)."
         try:
-            with self.engine.use() as workspace:
+            with self.engine.read() as workspace:
                 collection = open_collection(workspace, name)
                 return stats_markdown(collection.stats(), facet_counts(collection))
         except USER_ERRORS as e:
@@ -303,6 +304,8 @@ def build_web(engine: EngineHandle) -> gr.Blocks:
                         elem_id="results",
                     )
                     details = gr.HTML(elem_id="hit-details")
+        build_ask_tab(engine, USER_ERRORS)
+        build_report_tab(engine, USER_ERRORS)
         build_kg_tab(engine, USER_ERRORS)
         with gr.Tab("Collection statistics", id="stats"):
             stats_collection = gr.Dropdown(label="Collection", choices=[], elem_id="stats-collection")

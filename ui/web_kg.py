@@ -93,7 +93,7 @@ class KnowledgeHandlers:
         if not query or not query.strip():
             return "Type a concept name, synonym or id (e.g. *enlarged heart*, `DOID:1673`).", None
         try:
-            with self.engine.use() as workspace:
+            with self.engine.read() as workspace:
                 knowledge = workspace.knowledge()
                 if knowledge is None:
                     return "**Error:** the knowledge graph is disabled on this server.", None
@@ -111,7 +111,7 @@ class KnowledgeHandlers:
         if not text or not text.strip():
             return ""
         try:
-            with self.engine.use() as workspace:
+            with self.engine.read() as workspace:
                 knowledge = workspace.knowledge()
                 mentions = mentions_as_dicts(knowledge.linker.link(text)) if knowledge else []
         except self.errors as e:

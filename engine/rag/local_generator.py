@@ -139,6 +139,9 @@ class LocalGenerator:
         self.seed = seed
         self.threads = threads
         self.name = "local"
+        # one generation at a time: the seeded sampling state and torch's thread setting are process-wide,
+        # and concurrent generate() calls on a 2-core CPU only slow each other down
+        self._lock = threading.Lock()
 
     def _inputs(self, messages: list[Message], images: list[Image] | None) -> Any:
         if images:
@@ -167,7 +170,7 @@ class LocalGenerator:
     ) -> str:
         """Apply the chat template and decode up to `max_tokens` new tokens."""
         inputs = self._inputs(messages, images)
-        with _torch_threads(self.threads), torch.inference_mode():
+        with self._lock, _torch_threads(self.threads), torch.inference_mode():
             output = self.model.generate(**inputs, **self._options(max_tokens, temperature))
         new_tokens = output[0][inputs["input_ids"].shape[1] :]
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
@@ -185,7 +188,7 @@ class LocalGenerator:
         options = self._options(max_tokens, temperature)
 
         def run() -> None:
-            with _torch_threads(self.threads), torch.inference_mode():
+            with self._lock, _torch_threads(self.threads), torch.inference_mode():
                 self.model.generate(**inputs, **options, streamer=streamer)
 
         worker = threading.Thread(target=run, name="local-generator", daemon=True)

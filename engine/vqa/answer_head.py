@@ -7,12 +7,16 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.errors import QueryError
-from engine.vqa.data import VqaFeatures, VqaItem, closed_options, grouped_folds
+from engine.vqa.data import VqaFeatures, VqaItem, closed_options, grouped_folds, normalise_answer
+from engine.vqa.graph_facts import Fact, GraphFacts
+
+if TYPE_CHECKING:
+    from kg.graph import ConceptGraph
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +36,14 @@ class Citation:
 
 @dataclass(frozen=True)
 class VqaPrediction:
-    """One answer: normalised text, confidence in [0, 1] (combined probability), and the neighbours cited."""
+    """One answer: normalised text, confidence in [0, 1] (combined probability), the neighbours cited and the
+    graph facts that support the answer (knowledge questions)."""
 
     qid: str
     answer: str
     confidence: float
     citations: tuple[Citation, ...]
+    facts: tuple[Fact, ...] = ()
 
 
 class AnswerHead:
@@ -165,6 +171,18 @@ def combine(head: np.ndarray, votes: np.ndarray, mask: np.ndarray, weight: np.nd
     return np.where(total > 0, mixed / np.where(total > 0, total, 1.0), uniform)
 
 
+def with_graph(combined: np.ndarray, graph: np.ndarray, mask: np.ndarray, weight: float) -> np.ndarray:
+    """Mix graph votes into the rows that have any (restricted to `mask`): (1 - w) * combined + w * graph."""
+    if weight <= 0:
+        return combined
+    graph = graph * mask
+    total = graph.sum(axis=1, keepdims=True)
+    has = total[:, 0] > 0
+    out = combined.copy()
+    out[has] = (1.0 - weight) * combined[has] + weight * graph[has] / total[has]
+    return out
+
+
 def _expand(head: AnswerHead, proba: np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
     """Head probabilities (n, V_head) placed into the full vocabulary (n, V)."""
     index = {a: i for i, a in enumerate(vocabulary)}
@@ -185,6 +203,42 @@ class VqaModel:
     weights: dict[str, float]
     k: int = 10
     use_retrieval: bool = True
+    graph: GraphFacts | None = None
+    graph_weight: float = 0.0
+
+    def graph_evidence(
+        self, items: Sequence[VqaItem], features: VqaFeatures
+    ) -> tuple[np.ndarray, list[list[Fact]]]:
+        """Graph votes (n, V) from the entities of the most similar training images (by image, else question)."""
+        if self.graph is None:
+            return np.zeros((len(items), len(self.vocabulary))), [[] for _ in items]
+        spaces = [name for name in features.images if name in self.train_features.images]
+        if spaces:
+            similarity = sum(features.images[s] @ self.train_features.images[s].T for s in spaces) / len(
+                spaces
+            )
+        else:
+            similarity = features.question @ self.train_features.question.T
+        order = np.argsort(-similarity, axis=1, kind="stable")
+        records, weights = [], []
+        for row in range(len(items)):
+            chosen: dict[str, float] = {}
+            for j in order[row]:
+                record = self.train_items[j].record_id
+                if record not in chosen:
+                    chosen[record] = float(similarity[row, j])
+                    if len(chosen) == self.k:
+                        break
+            scores = np.array(list(chosen.values()))
+            w = np.exp((scores - scores.max()) / 0.1) if len(scores) else scores
+            records.append(list(chosen))
+            weights.append(w / w.sum() if len(w) else w)
+        width = max((len(w) for w in weights), default=0)
+        padded = np.zeros((len(items), width))
+        for row, w in enumerate(weights):
+            padded[row, : len(w)] = w
+        records = [r + [""] * (width - len(r)) for r in records]
+        return self.graph.vote_matrix(items, self.vocabulary, records, padded)
 
     def probabilities(self, items: Sequence[VqaItem], features: VqaFeatures) -> tuple[np.ndarray, ...]:
         """Head probabilities, kNN votes (both (n, V)), candidate mask (n, V), neighbours and scores (n, k)."""
@@ -203,10 +257,17 @@ class VqaModel:
             [self.weights.get(item.answer_type, 0.0) if self.use_retrieval else 0.0 for item in items]
         )
         combined = combine(head, votes, mask, weight)
+        graph_votes, graph_facts = self.graph_evidence(items, features)
+        combined = with_graph(combined, graph_votes, mask, self.graph_weight)
         chosen = combined.argmax(axis=1)
         predictions = []
         for row, item in enumerate(items):
             answer = self.vocabulary[chosen[row]]
+            supporting = tuple(
+                f
+                for f in graph_facts[row]
+                if answer == normalise_answer(f.head if f.relation == "belong_to" else f.value)
+            )
             cited = [
                 Citation(
                     self.train_items[j].qid,
@@ -228,25 +289,35 @@ class VqaModel:
                     for j, s in zip(neighbours[row][:3], scores[row][:3], strict=True)
                 ]
             citations = tuple(cited) if self.use_retrieval else ()
-            predictions.append(VqaPrediction(item.qid, answer, float(combined[row, chosen[row]]), citations))
+            predictions.append(
+                VqaPrediction(item.qid, answer, float(combined[row, chosen[row]]), citations, supporting)
+            )
         return predictions
 
 
 def choose_weights(
-    items: Sequence[VqaItem], features: VqaFeatures, *, k: int, c: float, seed: int
+    items: Sequence[VqaItem],
+    features: VqaFeatures,
+    *,
+    k: int,
+    c: float,
+    seed: int,
+    graph: ConceptGraph | None = None,
 ) -> dict[str, float]:
-    """Per answer type, the head/kNN mixing weight with the best accuracy on an image-grouped inner hold-out."""
+    """Per answer type, the head/kNN mixing weight with the best accuracy on an image-grouped inner hold-out;
+    with a graph, also "GRAPH": the weight of graph votes on the questions that have graph facts."""
     n_images = len({item.record_id for item in items})
     if n_images < 2:
         logger.warning("%d training image(s): no inner hold-out, mixing weights default to 0.5", n_images)
-        return {"CLOSED": 0.5, "OPEN": 0.5}
+        return {"CLOSED": 0.5, "OPEN": 0.5, **({"GRAPH": 0.5} if graph is not None else {})}
     inner_train, inner_test = grouped_folds(items, n_folds=min(5, n_images), seed=seed + 1)[0]
     model = fit_vqa(
         [items[i] for i in inner_train],
         features.subset(inner_train),
         k=k,
         c=c,
-        weights={"CLOSED": 0.0, "OPEN": 0.0},
+        weights={"CLOSED": 0.0, "OPEN": 0.0, "GRAPH": 0.0},
+        graph=graph,
     )
     held = [items[i] for i in inner_test]
     head, votes, mask, _, _ = model.probabilities(held, features.subset(inner_test))
@@ -267,6 +338,25 @@ def choose_weights(
             for w in WEIGHT_GRID
         ]
         weights[answer_type] = WEIGHT_GRID[int(np.argmax(accuracy))]
+    if graph is not None:
+        mixing = np.array([weights.get(item.answer_type, 0.0) for item in held])
+        combined = combine(head, votes, mask, mixing)
+        graph_votes, _ = model.graph_evidence(held, features.subset(inner_test))
+        rows = (graph_votes * mask).sum(axis=1) > 0
+        if rows.any():
+            vocabulary = np.array(model.vocabulary)
+            accuracy = [
+                float(
+                    np.mean(
+                        vocabulary[with_graph(combined, graph_votes, mask, w)[rows].argmax(axis=1)]
+                        == truth[rows]
+                    )
+                )
+                for w in WEIGHT_GRID
+            ]
+            weights["GRAPH"] = WEIGHT_GRID[int(np.argmax(accuracy))]
+        else:
+            weights["GRAPH"] = 0.0
     logger.info("mixing weights chosen on the inner hold-out: %s", weights)
     return weights
 
@@ -280,6 +370,7 @@ def fit_vqa(
     use_retrieval: bool = True,
     weights: dict[str, float] | None = None,
     seed: int = 0,
+    graph: ConceptGraph | None = None,
 ) -> VqaModel:
     """Train the answer head on `items` and, unless given, choose the head/kNN weights on a grouped inner split.
 
@@ -288,7 +379,10 @@ def fit_vqa(
         features: aligned with `items`; drop `images` for a question-only model.
         k: neighbours in the kNN vote.
         use_retrieval: False -> head only (weights 0, no citations).
-        weights: "CLOSED"/"OPEN" -> weight of the kNN vote in [0, 1]; chosen on training data when None.
+        weights: "CLOSED"/"OPEN" -> weight of the kNN vote in [0, 1] ("GRAPH": of the graph votes); chosen on
+            training data when None.
+        graph: the concept graph; facts about the entities of similar training images answer knowledge
+            questions (`engine.vqa.graph_facts`). None: no graph evidence.
     """
     if len(items) != len(features):
         raise QueryError(f"{len(items)} items but {len(features)} feature rows")
@@ -298,5 +392,21 @@ def fit_vqa(
     if not use_retrieval:
         weights = {"CLOSED": 0.0, "OPEN": 0.0}
     elif weights is None:
-        weights = choose_weights(items, features, k=k, c=c, seed=seed)
-    return VqaModel(head, vocabulary, open_answers, tuple(items), features, dict(weights), k, use_retrieval)
+        weights = choose_weights(items, features, k=k, c=c, seed=seed, graph=graph)
+    facts = GraphFacts.from_items(graph, items) if graph is not None else None
+    if facts is not None:  # graph answers are open answers even when no training question had them
+        extra = facts.possible_answers() - set(vocabulary)
+        vocabulary = tuple(sorted(set(vocabulary) | extra))
+        open_answers |= extra
+    return VqaModel(
+        head,
+        vocabulary,
+        open_answers,
+        tuple(items),
+        features,
+        dict(weights),
+        k,
+        use_retrieval,
+        facts,
+        float(weights.get("GRAPH", 0.0)) if facts is not None else 0.0,
+    )

@@ -98,6 +98,7 @@ class VqaItem:
     answer_type: str
     split: str
     raw_answer: str = ""
+    entities: tuple[str, ...] = ()  # organ / lesion annotations of the image (SLAKE boxes), for graph facts
 
 
 def vqa_items(records: Sequence[Record], dataset: str) -> list[VqaItem]:
@@ -110,6 +111,10 @@ def vqa_items(records: Sequence[Record], dataset: str) -> list[VqaItem]:
     for record in records:
         if record.image_path is None or record.split is None:
             continue
+        boxes = record.extra.get("boxes") or ()
+        entities = tuple(
+            dict.fromkeys(str(b["label"]) for b in boxes if isinstance(b, dict) and b.get("label"))
+        )
         for index, qa in enumerate(record.qa):
             answer_type = (qa.answer_type or "").upper()
             if answer_type not in ("CLOSED", "OPEN"):
@@ -127,6 +132,7 @@ def vqa_items(records: Sequence[Record], dataset: str) -> list[VqaItem]:
                     answer_type=answer_type,
                     split=record.split,
                     raw_answer=qa.answer,
+                    entities=entities,
                 )
             )
     logger.info("%s: %d questions on %d images", dataset, len(items), len({i.record_id for i in items}))

@@ -8,13 +8,17 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.errors import QueryError
 from engine.vqa.answer_head import VqaModel, candidate_mask, combine, fit_vqa, train_answer_head
 from engine.vqa.data import VqaFeatures, VqaItem, grouped_folds
+from engine.vqa.graph_facts import question_relation
+
+if TYPE_CHECKING:
+    from kg.graph import ConceptGraph
 
 logger = logging.getLogger(__name__)
 
@@ -22,13 +26,16 @@ SYSTEMS: tuple[str, ...] = (
     "majority",
     "question-tfidf-lr",
     "question-minilm-lr",
-    "head+retrieval",
+    "head+retrieval+graph",
+    "ablation-no-graph",
     "ablation-no-retrieval",
     "ablation-no-images",
     "ablation-retrieval-only",
 )
 NOTES: tuple[str, ...] = (
-    "no knowledge-graph system: the KG is not wired into VQA yet",
+    "head+retrieval+graph is the engine's system; ablation-no-graph drops the graph facts (knowledge questions); "
+    "without a graph both are the same",
+    "'knowledge' accuracy: questions whose wording asks for a graph relation (treatment, symptom, function, ...)",
     "all classifier systems use the same candidate masks (closed: yes/no or the 'X or Y' options; open: open answers)",
     "accuracy is exact match after normalise_answer, pooled over the test questions of every fold",
     "VQA-RAD asks paraphrases of a question on the same image: folds grouped by image keep them on one side, "
@@ -88,13 +95,14 @@ def _fold_answers(
     k: int,
     c: float,
     seed: int,
+    graph: ConceptGraph | None = None,
 ) -> tuple[dict[str, list[str]], VqaModel]:
     """Answers of every system for one fold, and the full model (for its weights and example citations)."""
     majority = majority_answers(train)
-    full = fit_vqa(train, train_features, k=k, c=c, seed=seed)
+    full = fit_vqa(train, train_features, k=k, c=c, seed=seed, graph=graph)
     question_only = fit_vqa(train, train_features.without_images(), k=k, c=c, seed=seed)
     question_test = test_features.without_images()
-    retrieval_only = replace(full, weights={"CLOSED": 1.0, "OPEN": 1.0})
+    retrieval_only = replace(full, weights={"CLOSED": 1.0, "OPEN": 1.0}, graph_weight=0.0)
 
     def answers(model: VqaModel, features: VqaFeatures) -> list[str]:
         return [p.answer for p in model.predict(test, features)]
@@ -103,8 +111,9 @@ def _fold_answers(
         "majority": [majority.get(item.answer_type, "") for item in test],
         "question-tfidf-lr": _tfidf_answers(train, test, c),
         "question-minilm-lr": answers(replace(question_only, use_retrieval=False), question_test),
-        "head+retrieval": answers(full, test_features),
-        "ablation-no-retrieval": answers(replace(full, use_retrieval=False), test_features),
+        "head+retrieval+graph": answers(full, test_features),
+        "ablation-no-graph": answers(replace(full, graph_weight=0.0), test_features),
+        "ablation-no-retrieval": answers(replace(full, use_retrieval=False, graph_weight=0.0), test_features),
         "ablation-no-images": answers(question_only, question_test),
         "ablation-retrieval-only": answers(retrieval_only, test_features),
     }, full
@@ -114,6 +123,7 @@ def _accuracy(items: Sequence[VqaItem], answers: Sequence[str]) -> dict[str, flo
     """Closed, open and overall exact-match accuracy (NaN when a type has no question) and the counts."""
     correct = np.array([a == item.answer for item, a in zip(items, answers, strict=True)])
     closed = np.array([item.answer_type == "CLOSED" for item in items])
+    knowledge = np.array([question_relation(item.question) is not None for item in items], dtype=bool)
 
     def mean(rows: np.ndarray) -> float:
         return float(correct[rows].mean()) if rows.any() else float("nan")
@@ -122,8 +132,10 @@ def _accuracy(items: Sequence[VqaItem], answers: Sequence[str]) -> dict[str, flo
         "closed": mean(closed),
         "open": mean(~closed),
         "overall": mean(np.ones_like(closed)),
+        "knowledge": mean(knowledge),
         "n_closed": int(closed.sum()),
         "n_open": int((~closed).sum()),
+        "n_knowledge": int(knowledge.sum()),
     }
 
 
@@ -135,6 +147,7 @@ def evaluate_dataset(
     seed: int = 0,
     k: int = 10,
     c: float = 10.0,
+    graph: ConceptGraph | None = None,
 ) -> dict[str, Any]:
     """Every system of `SYSTEMS` on one dataset (see `evaluate_vqa`)."""
     if len(items) != len(features):
@@ -147,7 +160,14 @@ def evaluate_dataset(
         started = time.perf_counter()
         train, test = [items[i] for i in train_rows], [items[i] for i in test_rows]
         fold, model = _fold_answers(
-            train, features.subset(train_rows), test, features.subset(test_rows), k=k, c=c, seed=seed
+            train,
+            features.subset(train_rows),
+            test,
+            features.subset(test_rows),
+            k=k,
+            c=c,
+            seed=seed,
+            graph=graph,
         )
         tested.extend(test)
         for name in SYSTEMS:
@@ -161,6 +181,7 @@ def evaluate_dataset(
                         "answer": prediction.answer,
                         "confidence": round(prediction.confidence, 3),
                         "citations": [c.qid for c in prediction.citations],
+                        "facts": [f.as_dict() for f in prediction.facts],
                     }
                 )
         logger.info(
@@ -188,6 +209,7 @@ def evaluate_vqa(
     seed: int = 0,
     k: int = 10,
     c: float = 10.0,
+    graph: ConceptGraph | None = None,
 ) -> dict[str, Any]:
     """Evaluate every system of `SYSTEMS` on each dataset.
 
@@ -195,6 +217,7 @@ def evaluate_vqa(
         datasets: name -> (items, features aligned with items). Items with a "validation" split are evaluated
             train -> validation (SLAKE); otherwise by `n_folds` image-grouped folds over the train items (VQA-RAD).
         k: neighbours in the kNN vote; c: logistic-regression inverse regularisation.
+        graph: the concept graph for graph facts (None: the graph systems equal ablation-no-graph).
 
     Returns:
         ``{"datasets": {name: {"protocol", "n_test", "spaces", "systems": {system: {"closed", "open", "overall",
@@ -204,12 +227,12 @@ def evaluate_vqa(
 
     with threadpool_limits(limits=1):  # one BLAS thread: many small fits on shared cores
         results = {
-            name: evaluate_dataset(items, features, n_folds=n_folds, seed=seed, k=k, c=c)
+            name: evaluate_dataset(items, features, n_folds=n_folds, seed=seed, k=k, c=c, graph=graph)
             for name, (items, features) in datasets.items()
         }
     return {
         "datasets": results,
         "systems": list(SYSTEMS),
         "notes": list(NOTES),
-        "config": {"n_folds": n_folds, "seed": seed, "k": k, "c": c},
+        "config": {"n_folds": n_folds, "seed": seed, "k": k, "c": c, "graph": graph is not None},
     }

@@ -105,3 +105,17 @@ def image_folder(tmp_path: Path, shared_data: Path) -> Path:
         )
     (folder / "metadata.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def vqa_model(ui_home: Path, ui_minilm, shared_data: Path) -> Path:
+    """A question-only VQA model (MiniLM; no image space in this home) fitted on the train questions of the
+    `default` collection's VQA-RAD images, saved where `medsearch train vqa` puts it: <ui_home>/models/vqa."""
+    from engine import datasets
+    from engine.vqa import vqa_items
+    from engine.vqa.service import VqaService
+
+    records = datasets.load("vqa-rad", shared_data / "vqa-rad")[:VQA_RECORDS]
+    items = [item for item in vqa_items(records, "vqa-rad") if item.split == "train"]
+    service = VqaService.fit(items, ui_minilm, {}, {"text": "minilm"}, k=5)
+    return service.save(ui_home / "models" / "vqa")

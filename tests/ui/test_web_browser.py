@@ -48,7 +48,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(ui_home: Path, workspace_factory) -> Iterator[str]:
+def server(ui_home: Path, workspace_factory, vqa_model: Path) -> Iterator[str]:
     """The app (API + web) served by uvicorn in a thread on a free loopback port; yields its base URL."""
     import uvicorn
 
@@ -235,3 +235,39 @@ def test_search_in_the_browser(server: str, browser, shots: Path):
     assert browser.find_elements(By.CSS_SELECTOR, "#kg-linked mark.uncertain")
     browser.save_screenshot(str(shots / "knowledge-graph.png"))
     assert all((shots / name).stat().st_size > 10_000 for name in ("text-search.png", "image-search.png"))
+
+
+def test_ask_in_the_browser(server: str, browser, shots: Path, shared_data: Path):
+    """The Ask tab: an image and a question give an answer with its confidence and the cited cases' thumbnails."""
+    browser.get(f"{server}/ui/")
+    wait(browser, EC.element_to_be_clickable((By.XPATH, "//button[@role='tab'][contains(., 'Ask')]"))).click()
+    question = wait(
+        browser, EC.element_to_be_clickable((By.CSS_SELECTOR, "#ask-question textarea, #ask-question input"))
+    )
+    sample = sorted((shared_data / "vqa-rad" / "images").glob("*.jpg"))[0]
+    browser.find_element(By.CSS_SELECTOR, "#ask-image input[type=file]").send_keys(str(sample))
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#ask-image img"))
+    question.send_keys("Is there a pneumothorax?")
+    browser.find_element(By.CSS_SELECTOR, "#ask-button").click()
+    wait(browser, lambda d: "confidence" in d.find_element(By.ID, "ask-answer").text)
+    answer = browser.find_element(By.ID, "ask-answer").text
+    assert answer.split()[0] in {"yes", "no"} and "closed question" in answer, answer
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#ask-cases img"))
+    labels = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#ask-cases .caption-label") if c.text]
+    assert labels and labels[0].startswith("[1] vqa-rad:"), labels
+    browser.save_screenshot(str(shots / "ask.png"))
+
+
+def test_report_in_the_browser(server: str, browser, shots: Path):
+    """The Report tab: an indication alone drafts FINDINGS and IMPRESSION cited to retrieved reports."""
+    browser.get(f"{server}/ui/")
+    wait(
+        browser, EC.element_to_be_clickable((By.XPATH, "//button[@role='tab'][contains(., 'Report')]"))
+    ).click()
+    box = wait(browser, EC.element_to_be_clickable((By.CSS_SELECTOR, "#report-indication textarea")))
+    box.send_keys("Shortness of breath. Evaluate for cardiomegaly and pleural effusion.")
+    browser.find_element(By.CSS_SELECTOR, "#report-button").click()
+    wait(browser, lambda d: "IMPRESSION" in d.find_element(By.ID, "report-draft").text)
+    draft = browser.find_element(By.ID, "report-draft").text
+    assert "FINDINGS:" in draft and "[1]" in draft and "iu-xray:" in draft, draft
+    browser.save_screenshot(str(shots / "report.png"))

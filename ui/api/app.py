@@ -23,7 +23,7 @@ from ui.api.deps import key_matches, require_read_access
 from ui.api.engine import EngineHandle, WorkspaceFactory
 from ui.api.errors import install_error_handlers
 from ui.api.limits import BodySizeLimitMiddleware
-from ui.api.routers import collections, concepts, ingest, records, search, system
+from ui.api.routers import ask, collections, concepts, ingest, records, report, search, system
 from ui.api.settings import ApiSettings, api_settings_from
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,11 @@ def create_app(
     """
     settings = settings or Settings()
     api_settings = api_settings or api_settings_from(settings)
-    engine = EngineHandle(settings, busy_timeout=api_settings.busy_timeout_seconds)
+    engine = EngineHandle(
+        settings,
+        busy_timeout=api_settings.busy_timeout_seconds,
+        concurrent_reads=api_settings.concurrent_reads,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,7 +86,14 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "X-API-Key"],
         )
     app.include_router(system.router)
-    for router in (collections.router, search.router, records.router, concepts.router):
+    for router in (
+        collections.router,
+        search.router,
+        ask.router,
+        report.router,
+        records.router,
+        concepts.router,
+    ):
         app.include_router(router, dependencies=[Depends(require_read_access)])
     app.include_router(ingest.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

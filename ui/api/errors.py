@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import (
     MEDSEARCH_ERRORS,
@@ -15,6 +17,7 @@ from engine.errors import (
     DatasetFormatError,
     EncoderUnavailableError,
     ImageReadError,
+    ModelNotTrainedError,
     QueryError,
     RecordNotFoundError,
     UnknownDatasetError,
@@ -50,6 +53,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (UnknownEncoderError, 503),  # a collection built with an encoder this server cannot load
     (BackendUnavailableError, 503),
     (EngineBusyError, 503),
+    (ModelNotTrainedError, 503),  # e.g. /ask before `medsearch train vqa`
     (EngineNotStartedError, 503),
     (CollectionError, 409),
 )
@@ -100,7 +104,21 @@ async def handle_unexpected_error(request: Request, error: Exception) -> JSONRes
     return error_response(500, "internal server error (logged on the server)", "InternalServerError")
 
 
+async def handle_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    """HTTP errors raised by routes and by routing itself (401/403 key checks, 404 no such route, 405, 415) in
+    the same `{"detail", "error"}` shape as the others, keeping their headers (WWW-Authenticate, Allow)."""
+    detail = error.detail if isinstance(error.detail, str) else str(error.detail)
+    try:
+        name = HTTPStatus(error.status_code).phrase.replace(" ", "")
+    except ValueError:  # a status code outside the standard list
+        name = "HTTPError"
+    response = error_response(error.status_code, detail, name)
+    response.headers.update(error.headers or {})
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     for kind in HANDLED:
         app.add_exception_handler(kind, handle_engine_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_error)
     app.add_exception_handler(Exception, handle_unexpected_error)
