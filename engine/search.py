@@ -100,8 +100,7 @@ class SearchService:
         self.collection = collection
         self._encoder_for = encoder_for
         self._knowledge_for = knowledge_for
-        self._payloads: dict[str, dict[str, Any]] | None = None
-        self._payloads_at = -1
+        self._payloads: tuple[int, dict[str, dict[str, Any]]] = (-1, {})  # (change seq, payloads): one swap
 
     def search(self, request: SearchRequest) -> list[Hit]:
         return self.search_many([request])[0]
@@ -139,7 +138,12 @@ class SearchService:
             for rank, (doc_id, _) in enumerate(ranked, start=1):
                 base_ranks[doc_id] = min(rank, base_ranks.get(doc_id, rank))
         return rank_by_concepts(
-            self.collection, knowledge, request.text, self._allowed(request.filter), base_ranks
+            self.collection,
+            knowledge,
+            request.text,
+            self._allowed(request.filter),
+            base_ranks,
+            keep=request.k,  # the fused top k is unchanged (see rank_by_concepts)
         )
 
     # ------------------------------------------------------------------ rankers
@@ -210,10 +214,11 @@ class SearchService:
         if filter is None:
             return None
         last = self.collection.last_change()
-        if self._payloads is None or self._payloads_at != last:
-            self._payloads = self.collection.payloads()
-            self._payloads_at = last
-        return {rid for rid, payload in self._payloads.items() if filter.matches(payload)}
+        at, payloads = self._payloads  # read once: concurrent searches may swap in a newer pair
+        if at != last:
+            payloads = self.collection.payloads()
+            self._payloads = (last, payloads)
+        return {rid for rid, payload in payloads.items() if filter.matches(payload)}
 
     # ------------------------------------------------------------------ hits
     def _hits(

@@ -289,6 +289,29 @@ class RecordStore:
         """record id -> its mentions of any of `concept_ids` (any polarity), for every record that has one."""
         return self._concept_rows("concept_id", concept_ids)
 
+    def evidence_mentions(
+        self, fields: Sequence[str], ids: Sequence[str] | None = None
+    ) -> list[tuple[str, str, str]]:
+        """(record id, concept id, polarity) of every mention in `fields` of the records `ids` (None: all
+        records), in table order: the rows of the concept ranker's in-memory posting index."""
+        field_marks = ",".join("?" * len(fields))
+        query = f"SELECT record_id, concept_id, polarity FROM concepts WHERE field IN ({field_marks})"
+        if ids is None:
+            return self._db.execute(query, tuple(fields)).fetchall()
+        out: list[tuple[str, str, str]] = []
+        for chunk in chunks(list(dict.fromkeys(ids)), 900):
+            marks = ",".join("?" * len(chunk))
+            out.extend(self._db.execute(f"{query} AND record_id IN ({marks})", (*fields, *chunk)))
+        return out
+
+    def concepts_version(self) -> tuple[int, int]:
+        """(last change seq, largest concept row id): moves on every insert, delete and concept relink
+        (a relink that only removes mentions, with no new row, does not move it)."""
+        row = self._db.execute(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM changes), (SELECT COALESCE(MAX(rowid), 0) FROM concepts)"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
     def has_concepts(self) -> bool:
         return self._db.execute("SELECT 1 FROM concepts LIMIT 1").fetchone() is not None
 
