@@ -8,16 +8,15 @@ import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
-from starlette.datastructures import UploadFile
+from pydantic import BaseModel, Field
 
 from engine.vqa.service import MAX_QUESTION_CHARS, Question
+from ui.api.bodies import read_with_image
 from ui.api.deps import Engine, Limits, image_url
 from ui.api.errors import ERROR_RESPONSES
-from ui.api.images import bytes_from_base64, bytes_from_upload, decode_image
+from ui.api.images import decode_image
 from ui.api.models import COLLECTION_PATTERN
 
 logger = logging.getLogger(__name__)
@@ -69,44 +68,6 @@ class AskResponse(BaseModel):
     took_ms: float
 
 
-def _validate(data: Any) -> AskQuery:
-    try:
-        if isinstance(data, bytes):
-            return AskQuery.model_validate_json(data or b"{}")
-        return AskQuery.model_validate(data)
-    except ValidationError as e:
-        errors = e.errors(include_url=False, include_context=False, include_input=False)
-        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in errors]) from e
-
-
-async def read_ask_input(request: Request, limit: int) -> tuple[AskQuery, bytes | None, str]:
-    """(query, image bytes or None, a name for the image in errors) from a JSON or multipart body."""
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if content_type == "application/json":
-        query = _validate(await request.body())
-        if query.image:
-            return query, bytes_from_base64(query.image, limit), "image (base64)"
-        return query, None, ""
-    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        async with request.form(max_files=1, max_fields=16) as form:
-            fields = {
-                name: form[name]
-                for name in ("question", "phrase", "collection")
-                if isinstance(form.get(name), str) and form.get(name) != ""
-            }
-            upload = form.get("image")
-            query = _validate(fields)
-            if isinstance(upload, UploadFile):
-                return query, await bytes_from_upload(upload, limit), f"uploaded image {upload.filename!r}"
-            if isinstance(upload, str) and upload:
-                return query, bytes_from_base64(upload, limit), "image (base64)"
-        return query, None, ""
-    raise HTTPException(
-        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-        f"content type {content_type!r}: send application/json or multipart/form-data",
-    )
-
-
 @router.post(
     "/ask",
     response_model=AskResponse,
@@ -135,7 +96,9 @@ async def read_ask_input(request: Request, limit: int) -> tuple[AskQuery, bytes 
 async def ask(request: Request, engine: Engine, limits: Limits) -> AskResponse:
     """The answer (closed: yes/no or one of the options; open: a short answer), its confidence, the similar
     training cases that support it (with `image_url` when the collection holds them) and graph facts."""
-    query, data, name = await read_ask_input(request, limits.max_upload_bytes)
+    query, data, name = await read_with_image(
+        request, AskQuery, ("question", "phrase", "collection"), limits.max_upload_bytes
+    )
 
     def execute() -> AskResponse:
         started = time.perf_counter()

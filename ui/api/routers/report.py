@@ -8,16 +8,15 @@ import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
-from starlette.datastructures import UploadFile
+from pydantic import BaseModel, Field
 
 from engine.errors import QueryError
+from ui.api.bodies import read_with_image
 from ui.api.deps import Engine, Limits, image_url, open_collection
 from ui.api.errors import ERROR_RESPONSES
-from ui.api.images import bytes_from_base64, bytes_from_upload, decode_image
+from ui.api.images import decode_image
 from ui.api.models import COLLECTION_PATTERN
 
 logger = logging.getLogger(__name__)
@@ -62,43 +61,6 @@ class ReportResponse(BaseModel):
     took_ms: float
 
 
-def _validate(data: Any) -> ReportQuery:
-    try:
-        if isinstance(data, bytes):
-            return ReportQuery.model_validate_json(data or b"{}")
-        return ReportQuery.model_validate(data)
-    except ValidationError as e:
-        errors = e.errors(include_url=False, include_context=False, include_input=False)
-        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in errors]) from e
-
-
-async def read_report_input(request: Request, limit: int) -> tuple[ReportQuery, bytes | None, str]:
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if content_type == "application/json":
-        query = _validate(await request.body())
-        if query.image:
-            return query, bytes_from_base64(query.image, limit), "image (base64)"
-        return query, None, ""
-    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        async with request.form(max_files=1, max_fields=16) as form:
-            fields = {
-                name: form[name]
-                for name in ("indication", "k", "phrase", "collection")
-                if isinstance(form.get(name), str) and form.get(name) != ""
-            }
-            upload = form.get("image")
-            query = _validate(fields)
-            if isinstance(upload, UploadFile):
-                return query, await bytes_from_upload(upload, limit), f"uploaded image {upload.filename!r}"
-            if isinstance(upload, str) and upload:
-                return query, bytes_from_base64(upload, limit), "image (base64)"
-        return query, None, ""
-    raise HTTPException(
-        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-        f"content type {content_type!r}: send application/json or multipart/form-data",
-    )
-
-
 _FORM_SCHEMA = {
     "type": "object",
     "properties": {
@@ -128,7 +90,9 @@ _FORM_SCHEMA = {
 async def report(request: Request, engine: Engine, limits: Limits) -> ReportResponse:
     """FINDINGS and IMPRESSION with [n] citations to the retrieved cases (`citations[n-1]`), graph facts about
     the impression, and `phrasing` (extractive, or the generator and why its text was or was not kept)."""
-    query, data, name = await read_report_input(request, limits.max_upload_bytes)
+    query, data, name = await read_with_image(
+        request, ReportQuery, ("indication", "k", "phrase", "collection"), limits.max_upload_bytes
+    )
     if data is None and not (query.indication or "").strip():
         raise QueryError("send an image, an indication, or both")
 
