@@ -60,6 +60,7 @@ class EngineHandle:
             self._workspace = factory(self.settings)
             for name in self._workspace.collection_names():
                 _warm(self._workspace, name)
+            _warm_vqa(self._workspace)
         logger.info(
             "engine ready: home %s, %d collection(s), warmed in %.1fs",
             self.settings.home,
@@ -139,6 +140,18 @@ class EngineHandle:
         return EngineBusyError(
             f"the engine has been busy for {self.busy_timeout:.0f}s (an ingest may be running); retry later"
         )
+
+
+def _warm_vqa(workspace: Workspace) -> None:
+    """Load the trained VQA model (when this home has one) so the first `POST /ask` pays nothing extra."""
+    from engine.vqa.service import MODEL_FILE
+
+    if not (workspace.model_dir("vqa") / MODEL_FILE).is_file():
+        return
+    try:
+        workspace.vqa()
+    except MEDSEARCH_ERRORS as e:  # stale or unreadable: /ask answers with the reason, searches go on
+        logger.warning("VQA model not loaded: %s", e)
 
 
 def _warm(workspace: Workspace, name: str) -> None:
