@@ -108,11 +108,14 @@ def test_timed_out_writer_lets_readers_in_and_misuse_is_refused():
 
 
 class _StubWorkspace:
-    """Stands in for a Workspace: the handle only needs these three methods here."""
+    """Stands in for a Workspace: the handle only needs these methods here (no models: nothing to warm)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.refreshed = 0
+
+    def model_dir(self, space: str):
+        return self.settings.home / "models" / space
 
     def collection_names(self) -> list[str]:
         return []
