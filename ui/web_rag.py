@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from engine.errors import MEDSEARCH_ERRORS
 from engine.ingest import load_image
 from engine.vqa.service import Answer, Question
 from ui.api.engine import EngineHandle
@@ -38,26 +39,21 @@ def answer_markdown(answer: Answer) -> str:
 
 
 def citation_gallery(
-    citations: Sequence[Mapping[str, Any]], records: Mapping[str, Any]
+    cited: Sequence[tuple[str, str]], records: Mapping[str, Any]
 ) -> list[tuple[Image.Image, str]]:
-    """(thumbnail, caption) of each cited case the collection holds with a readable image."""
+    """(thumbnail, caption) for each (record id, caption) whose record the collection holds with a readable
+    image; the others are left out (the Markdown beside the gallery still lists them)."""
     items = []
-    for number, citation in enumerate(citations, start=1):
-        record = records.get(citation["record_id"])
+    for record_id, caption in cited:
+        record = records.get(record_id)
         if record is None or not record.image_path:
             continue
         try:
             image = load_image(record.image_path)
-        except Exception:  # noqa: BLE001 - a missing thumbnail must not hide the answer
+        except (*MEDSEARCH_ERRORS, OSError):  # a missing thumbnail must not hide the answer
             continue
         image.thumbnail(THUMBNAIL)
-        items.append(
-            (
-                image,
-                f"[{number}] {citation['record_id']} · Q: {citation['question']} · A: {citation['answer']} "
-                f"({citation['similarity']:.2f})",
-            )
-        )
+        items.append((image, caption))
     return items
 
 
@@ -85,7 +81,14 @@ class AskHandlers:
                 )
         except self.errors as e:
             return f"**Error:** {html.escape(str(e))}", []
-        return answer_markdown(answer), citation_gallery(answer.citations, records)
+        cited = [
+            (
+                c["record_id"],
+                f"[{number}] {c['record_id']} · Q: {c['question']} · A: {c['answer']} ({c['similarity']:.2f})",
+            )
+            for number, c in enumerate(answer.citations, start=1)
+        ]
+        return answer_markdown(answer), citation_gallery(cited, records)
 
 
 def build_ask_tab(engine: EngineHandle, errors: tuple[type[Exception], ...]) -> None:
@@ -159,16 +162,14 @@ class ReportHandlers:
                 records = workspace.collection(name).get_many([c["record_id"] for c in draft["citations"]])
         except self.errors as e:
             return f"**Error:** {html.escape(str(e))}", []
-        cases = [
-            {
-                "record_id": c["record_id"],
-                "question": c["case_id"],
-                "answer": "case",
-                "similarity": c["similarity"],
-            }
+        cited = [
+            (
+                c["record_id"],
+                f"[{c['number']}] {c['record_id']} · case {c['case_id']} ({c['similarity']:.2f})",
+            )
             for c in draft["citations"]
         ]
-        return report_markdown(draft), citation_gallery(cases, records)
+        return report_markdown(draft), citation_gallery(cited, records)
 
 
 def build_report_tab(engine: EngineHandle, errors: tuple[type[Exception], ...]) -> None:
