@@ -34,6 +34,7 @@ def format_table(results: dict) -> str:
                 f"{100 * row['overall']:>8.1f} {100 * row['knowledge']:>7.1f}"
                 f"   {row['n_closed']:>8} {row['n_open']:>6} {row['n_knowledge']:>8}"
             )
+    lines += category_table(results)
     lines.append("")
     lines += [
         f"{name}: {result['protocol']}, {result['n_test']} test questions"
@@ -42,6 +43,28 @@ def format_table(results: dict) -> str:
     lines += results.get("targets") or targets(results)
     lines += [f"note: {note}" for note in results.get("notes", [])]
     return "\n".join(lines)
+
+
+CATEGORY_SYSTEMS: tuple[str, ...] = ("question-minilm-lr", "ablation-no-images", "head+retrieval+graph")
+
+
+def category_table(results: dict, min_questions: int = 20) -> list[str]:
+    """Accuracy per question category (categories with at least `min_questions` test questions): where the
+    images and the graph help, beside the question-only baseline and the no-images ablation."""
+    lines = []
+    for name, result in results["datasets"].items():
+        by_category = result.get("by_category")
+        if not by_category:
+            continue
+        lines += ["", f"{name}: accuracy % per question category (" + " / ".join(CATEGORY_SYSTEMS) + ")"]
+        for category, row in by_category[CATEGORY_SYSTEMS[-1]].items():
+            if row["n"] < min_questions:
+                continue
+            cells = " ".join(
+                f"{100 * by_category[system][category]['accuracy']:>6.1f}" for system in CATEGORY_SYSTEMS
+            )
+            lines.append(f"  {category:<12} n={row['n']:<5} {cells}")
+    return lines
 
 
 def targets(results: dict) -> list[str]:

@@ -7,6 +7,7 @@ import re
 import string
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -99,6 +100,19 @@ class VqaItem:
     split: str
     raw_answer: str = ""
     entities: tuple[str, ...] = ()  # organ / lesion annotations of the image (SLAKE boxes), for graph facts
+    category: str | None = None  # what the question asks about (VQA-RAD question_type, SLAKE content_type)
+
+
+def question_category(extra: Mapping[str, Any]) -> str | None:
+    """The dataset's own label of what a question asks about, upper-cased, first label only.
+
+    VQA-RAD's ``question_type`` ("PRES", "POS", "MODALITY", ..., sometimes "PRES, ATTRIB") and SLAKE's
+    ``content_type`` ("Organ", "Position", "KG", ...) become "PRES", "MODALITY", "KG", ... (None when absent).
+    """
+    value = extra.get("question_type") or extra.get("content_type")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.split(",")[0].strip().upper() or None
 
 
 def vqa_items(records: Sequence[Record], dataset: str) -> list[VqaItem]:
@@ -133,6 +147,7 @@ def vqa_items(records: Sequence[Record], dataset: str) -> list[VqaItem]:
                     split=record.split,
                     raw_answer=qa.answer,
                     entities=entities,
+                    category=question_category(qa.extra),
                 )
             )
     logger.info("%s: %d questions on %d images", dataset, len(items), len({i.record_id for i in items}))

@@ -139,6 +139,17 @@ def _accuracy(items: Sequence[VqaItem], answers: Sequence[str]) -> dict[str, flo
     }
 
 
+def _by_category(items: Sequence[VqaItem], answers: Sequence[str]) -> dict[str, dict[str, float | int]]:
+    """Accuracy per question category (the dataset's own label: PRES, MODALITY, Organ, KG, ...)."""
+    groups: dict[str, list[bool]] = {}
+    for item, answer in zip(items, answers, strict=True):
+        groups.setdefault(item.category or "UNLABELLED", []).append(answer == item.answer)
+    return {
+        name: {"accuracy": float(np.mean(hits)), "n": len(hits)}
+        for name, hits in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    }
+
+
 def evaluate_dataset(
     items: Sequence[VqaItem],
     features: VqaFeatures,
@@ -197,6 +208,7 @@ def evaluate_dataset(
         "n_test": len(tested),
         "spaces": ["minilm:question", *(f"{s}:image" for s in features.images)],
         "systems": {name: _accuracy(tested, answers[name]) for name in SYSTEMS},
+        "by_category": {name: _by_category(tested, answers[name]) for name in SYSTEMS},
         "weights_per_fold": weights,
         "examples": examples,
     }
@@ -221,7 +233,8 @@ def evaluate_vqa(
 
     Returns:
         ``{"datasets": {name: {"protocol", "n_test", "spaces", "systems": {system: {"closed", "open", "overall",
-        "n_closed", "n_open"}}, "weights_per_fold", "examples"}}, "systems", "notes", "config"}``.
+        "n_closed", "n_open"}}, "by_category": {system: {category: {"accuracy", "n"}}}, "weights_per_fold",
+        "examples"}}, "systems", "notes", "config"}``.
     """
     from threadpoolctl import threadpool_limits
 

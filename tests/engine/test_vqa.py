@@ -144,6 +144,10 @@ def test_evaluate_on_a_tiny_slice_returns_every_system(small_slice, slice_featur
     # without a graph the engine's system and its no-graph ablation answer alike
     assert result["systems"]["head+retrieval+graph"] == result["systems"]["ablation-no-graph"]
     assert result["examples"] and all(example["citations"] for example in result["examples"])
+    for system, table in result["by_category"].items():  # per-category rows add up to the overall figure
+        assert sum(row["n"] for row in table.values()) == len(small_slice)
+        hits = sum(row["accuracy"] * row["n"] for row in table.values())
+        assert hits / len(small_slice) == pytest.approx(result["systems"][system]["overall"])
 
 
 def _item(qid: str, image: str, answer: str, answer_type: str, split: str = "train") -> VqaItem:
@@ -173,3 +177,35 @@ def test_majority_baseline_on_a_hand_checkable_case():
     assert result["protocol"] == "official train -> validation" and result["n_test"] == 4
     majority = result["systems"]["majority"]
     assert majority["closed"] == 0.5 and majority["open"] == 0.5 and majority["overall"] == 0.5
+    # no category labels on these items: one "UNLABELLED" group holding every test question
+    assert result["by_category"]["majority"] == {"UNLABELLED": {"accuracy": 0.5, "n": 4}}
+
+
+def test_accuracy_per_category_counts_each_question_once():
+    from dataclasses import replace
+
+    from engine.vqa.evaluate import _by_category
+
+    items = [
+        replace(_item("1", "a", "yes", "CLOSED"), category="PRES"),
+        replace(_item("2", "a", "no", "CLOSED"), category="PRES"),
+        replace(_item("3", "b", "ct", "OPEN"), category="MODALITY"),
+    ]
+    table = _by_category(items, ["yes", "yes", "ct"])
+    assert table == {"PRES": {"accuracy": 0.5, "n": 2}, "MODALITY": {"accuracy": 1.0, "n": 1}}
+    assert list(table) == ["PRES", "MODALITY"]  # largest category first
+
+
+def test_question_categories_come_from_each_datasets_own_labels(rad_items, shared_data: Path):
+    from collections import Counter
+
+    from engine.datasets import load
+    from engine.vqa.data import question_category
+
+    rad = Counter(item.category for item in rad_items)
+    assert rad["PRES"] > rad["MODALITY"] > 0 and None not in rad
+    assert all(c == c.upper() and "," not in c for c in rad)  # "PRES, ATTRIB" -> "PRES"
+    slake = Counter(item.category for item in vqa_items(load("slake", shared_data / "slake"), "slake"))
+    assert {"ORGAN", "KG", "MODALITY"} <= set(slake)
+    assert question_category({"question_type": " pres, attrib"}) == "PRES"
+    assert question_category({}) is None and question_category({"content_type": " "}) is None
