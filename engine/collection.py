@@ -189,10 +189,38 @@ class Collection(RecordStore):
         if self.manifest["backend"] == "faiss":
             options, rebuild = self._auto_faiss_options(space, options)
             applied = -1 if rebuild else applied
-        index = indexers.create(self.manifest["backend"], dim=self.spaces[space]["dim"], **options)
+        try:
+            index = indexers.create(self.manifest["backend"], dim=self.spaces[space]["dim"], **options)
+        except indexers.CorruptIndexError as e:
+            if self.manifest["backend"] != "faiss":  # a server's collection is not ours to replace
+                raise
+            index, applied = self._rebuild_corrupt_faiss(space, options, e), -1
+        if self.manifest["backend"] == "faiss" and not (Path(options["path"]) / "manifest.json").is_file():
+            applied = -1  # no saved files (never saved, deleted by hand, moved aside): replay every record
+        if applied < 0 <= self._watermark(f"index:{space}"):
+            self._set_watermark(f"index:{space}", -1)  # so the next sync saves the rebuilt index
         self._applied[f"index:{space}"] = applied
         self._catch_up(space, index)
         return index
+
+    def _rebuild_corrupt_faiss(
+        self, space: str, options: dict[str, Any], error: Exception
+    ) -> indexers.VectorIndex:
+        """A damaged faiss folder (truncated file, missing generation, bad manifest) is moved aside to
+        ``<folder>.corrupt`` (one copy kept for inspection) and an empty index replaces it; the caller replays
+        every record from SQLite, the source of truth, and the next save writes it back."""
+        folder = Path(options["path"])
+        aside = folder.with_name(folder.name + ".corrupt")
+        logger.warning(
+            "%s index of %s is damaged (%s): moved to %s, rebuilding from SQLite",
+            space,
+            self.name,
+            error,
+            aside,
+        )
+        shutil.rmtree(aside, ignore_errors=True)
+        folder.rename(aside)
+        return indexers.create("faiss", dim=self.spaces[space]["dim"], **options)
 
     def _index_options(self, space: str) -> dict[str, Any]:
         backend = self.manifest["backend"]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from indexers.base import VectorIndex
 from indexers.errors import (
     BackendUnavailableError,
+    CorruptIndexError,
     DimensionMismatchError,
     FilterError,
     IndexerError,
@@ -40,6 +41,7 @@ __all__ = [
     "OptionsError",
     "QdrantOptions",
     "Range",
+    "CorruptIndexError",
     "StorageError",
     "UnknownBackendError",
     "VectorIndex",

@@ -33,3 +33,8 @@ class OptionsError(IndexerError, ValueError):
 
 class StorageError(IndexerError, OSError):
     """A persisted index that is missing, unreadable or of another format."""
+
+
+class CorruptIndexError(StorageError):
+    """A persisted index whose files are damaged or missing (not merely of another backend or format): an
+    index derived from another store (the engine's SQLite) can be rebuilt from it."""

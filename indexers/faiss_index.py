@@ -22,11 +22,11 @@ import numpy as np
 
 from indexers import faiss_build as build
 from indexers.errors import (
+    CorruptIndexError,
     DimensionMismatchError,
     IndexerError,
     InvalidInputError,
     OptionsError,
-    StorageError,
 )
 from indexers.faiss_keys import KeyTable
 from indexers.filters import Filter
@@ -35,6 +35,7 @@ from indexers.storage import (
     FORMAT_VERSION,
     MANIFEST,
     data_file,
+    folder_lock,
     fsync_path,
     new_generation,
     read_manifest,
@@ -75,10 +76,13 @@ class FaissIndex:
         self._masks: dict[Filter | None, np.ndarray] = {}
         self._gpu_index: faiss.Index | None = None
         self._use_gpu = build.decide_gpu(self.options.use_gpu, self.options.kind, build.gpu_count())
-        manifest = read_manifest(self.path, "faiss") if self.path is not None else None
-        self._index: faiss.Index | None = (
-            self._load(manifest) if manifest else build.empty_index(dim, self.options)
-        )
+        self._index: faiss.Index | None = None
+        if self.path is not None:
+            with folder_lock(self.path, exclusive=False):  # a concurrent save must not prune what we read
+                manifest = read_manifest(self.path, "faiss")
+                self._index = self._load(manifest) if manifest else None
+        if self._index is None:
+            self._index = build.empty_index(dim, self.options)
         logger.info(
             "faiss %s index at %s: %d vectors, dim %d, gpu=%s",
             self.options.kind,
@@ -264,22 +268,23 @@ class FaissIndex:
             raise OptionsError("this faiss index lives in memory: create it with path=FOLDER to save it")
         self.path.mkdir(parents=True, exist_ok=True)
         name = f"index-{new_generation()}.faiss"
-        temporary = self.path / f".{name}.tmp"
-        faiss.write_index(index, str(temporary))
-        fsync_path(temporary)
-        os.replace(temporary, self.path / name)
-        manifest = {
-            "format": FORMAT_VERSION,
-            "backend": "faiss",
-            "dim": self.dim,
-            "kind": self.kind,
-            "options": dataclasses.asdict(self.options),
-            "index_file": name,
-            **self._keys.to_json(),
-        }
-        write_json_atomic(self.path / MANIFEST, manifest)
-        remove_stale(self.path, "index-", keep=name)
-        remove_stale(self.path, ".index-", keep="")
+        with folder_lock(self.path, exclusive=True):  # another process's save or load of this folder waits
+            temporary = self.path / f".{name}.tmp"
+            faiss.write_index(index, str(temporary))
+            fsync_path(temporary)
+            os.replace(temporary, self.path / name)
+            manifest = {
+                "format": FORMAT_VERSION,
+                "backend": "faiss",
+                "dim": self.dim,
+                "kind": self.kind,
+                "options": dataclasses.asdict(self.options),
+                "index_file": name,
+                **self._keys.to_json(),
+            }
+            write_json_atomic(self.path / MANIFEST, manifest)
+            remove_stale(self.path, "index-", keep=name)
+            remove_stale(self.path, ".index-", keep="")
         logger.info("saved faiss %s index (%d vectors) to %s", self.kind, len(self._keys), self.path)
 
     def _load(self, manifest: dict[str, Any]) -> faiss.Index:
@@ -294,11 +299,14 @@ class FaissIndex:
                 f"pass kind={manifest.get('kind')!r} or use another path"
             )
         index_path = data_file(self.path, manifest, "index_file")
-        index = faiss.read_index(str(index_path))
+        try:
+            index = faiss.read_index(str(index_path))
+        except RuntimeError as e:  # truncated or garbled file: faiss raises RuntimeError
+            raise CorruptIndexError(f"cannot read faiss index {index_path}: {e}") from e
         self._keys = KeyTable.from_json(manifest, self._where)
         expected_at_least = len(self._keys)
         if index.ntotal < expected_at_least or (self.kind != "hnsw" and index.ntotal != expected_at_least):
-            raise StorageError(
+            raise CorruptIndexError(
                 f"{index_path} holds {index.ntotal} vectors but the manifest {expected_at_least}"
             )
         if build.is_ivf(index):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from indexers.errors import StorageError
+from indexers.errors import CorruptIndexError
 from indexers.filters import Filter
 
 
@@ -75,7 +75,7 @@ class KeyTable:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: str) -> KeyTable:
-        """Inverse of `to_json`; raises StorageError on inconsistent lists."""
+        """Inverse of `to_json`; raises CorruptIndexError on inconsistent lists."""
         table = cls()
         try:
             ids, keys, payloads = data["ids"], data["keys"], data["payloads"]
@@ -83,7 +83,7 @@ class KeyTable:
                 raise ValueError("ids, keys and payloads differ in length")
             table.next_key = int(data["next_key"])
         except (KeyError, TypeError, ValueError) as e:
-            raise StorageError(f"corrupt id table in the index manifest at {where}: {e}") from e
+            raise CorruptIndexError(f"corrupt id table in the index manifest at {where}: {e}") from e
         for id_, key, payload in zip(ids, keys, payloads, strict=True):
             table.key_of[id_] = int(key)
             table.id_of[int(key)] = id_

@@ -13,10 +13,12 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from indexers.errors import StorageError
+from indexers.errors import CorruptIndexError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,38 @@ def write_json_atomic(path: Path, data: Any) -> None:
     fsync_path(path.parent)
 
 
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def folder_lock(folder: Path, exclusive: bool) -> Iterator[None]:
+    """Hold an advisory lock on an index folder: exclusive while a save writes and prunes its files, shared
+    while a load reads the manifest and the file it names, so a load in one process never meets a file that
+    another process's save has just pruned, and two saves never prune each other's new files.
+
+    POSIX `flock` on ``<folder>/.lock``; a no-op where `fcntl` does not exist (Windows) or the folder is absent.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    if not folder.is_dir():
+        yield
+        return
+    try:
+        handle = open(folder / LOCK_FILE, "a+b")  # noqa: SIM115 - closed below
+    except OSError:  # a read-only folder: nobody can save into it, so there is nothing to wait for
+        yield
+        return
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def read_manifest(folder: Path, backend: str) -> dict[str, Any] | None:
     """The manifest of a persisted index in `folder`, None when there is none.
 
@@ -67,7 +101,9 @@ def read_manifest(folder: Path, backend: str) -> dict[str, Any] | None:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise StorageError(f"cannot read index manifest {path}: {e}; restore it or delete {folder}") from e
+        raise CorruptIndexError(
+            f"cannot read index manifest {path}: {e}; restore it or delete {folder}"
+        ) from e
     if manifest.get("backend") != backend:
         raise StorageError(
             f"{path} holds a {manifest.get('backend')!r} index, not {backend!r}: use another path"
@@ -83,7 +119,7 @@ def data_file(folder: Path | None, manifest: dict[str, Any], key: str) -> Path:
         raise StorageError("cannot load a persisted index without a path")
     path = folder / str(manifest.get(key, ""))
     if not manifest.get(key) or not path.is_file():
-        raise StorageError(
+        raise CorruptIndexError(
             f"index file {path} named by {folder / MANIFEST} is missing: restore it or delete {folder}"
         )
     return path

@@ -127,3 +127,46 @@ def test_records_without_text_do_not_break_keyword_search(tmp_path, iu_records):
         collection.sync()
         ids, _ = collection.keyword_index().search(["effusion"], 5)
         assert list(ids[0]) == [""] * 5
+
+
+def test_damaged_faiss_files_are_rebuilt_from_sqlite(tmp_path, iu_records, minilm, caplog):
+    """A truncated index file (disk full, a copy cut short) is moved aside and rebuilt from the records."""
+    import json
+    import logging
+
+    records = iu_records[:30]
+    with _open(tmp_path) as collection:
+        collection.add(records, _vectors(records, minilm))
+        collection.sync()
+    folder = tmp_path / "collections" / "c" / "index" / "text"
+    data_file = folder / json.loads((folder / "manifest.json").read_text())["index_file"]
+    damaged = data_file.read_bytes()[:64]
+    data_file.write_bytes(damaged)
+    with (
+        caplog.at_level(logging.WARNING, logger="engine.collection"),
+        Collection.open(tmp_path, "c") as reopened,
+    ):
+        index = reopened.index("text")
+        assert index.ids() == {r.id for r in records}
+        ids, scores = index.search(minilm.encode_texts([records[7].text()]), 1)
+        assert ids[0][0] == records[7].id and scores[0][0] > 0.99
+        reopened.sync()
+    assert "damaged" in caplog.text and "rebuilding from SQLite" in caplog.text
+    aside = folder.with_name("text.corrupt")
+    assert (aside / data_file.name).read_bytes() == damaged  # kept for inspection, not deleted
+    with Collection.open(tmp_path, "c") as again:  # the rebuilt index was saved and loads as it is
+        assert again.index("text").count() == 30
+
+
+def test_deleted_index_folder_is_replayed_not_served_empty(tmp_path, iu_records, minilm):
+    """The error for a damaged index says "restore it or delete the folder": after a delete, every record is
+    replayed from SQLite (the watermark alone would claim the missing index is up to date)."""
+    import shutil
+
+    records = iu_records[:12]
+    with _open(tmp_path) as collection:
+        collection.add(records, _vectors(records, minilm))
+        collection.sync()
+    shutil.rmtree(tmp_path / "collections" / "c" / "index" / "text")
+    with Collection.open(tmp_path, "c") as reopened:
+        assert reopened.index("text").count() == 12

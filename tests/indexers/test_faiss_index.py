@@ -13,7 +13,14 @@ from indexer_testkit import DIM, Dataset, exact_search, recall
 
 faiss = pytest.importorskip("faiss")
 
-from indexers import BackendUnavailableError, Filter, IndexerError, OptionsError, StorageError  # noqa: E402
+from indexers import (  # noqa: E402
+    BackendUnavailableError,
+    CorruptIndexError,
+    Filter,
+    IndexerError,
+    OptionsError,
+    StorageError,
+)
 from indexers import faiss_build as build  # noqa: E402
 from indexers.faiss_index import FaissIndex  # noqa: E402
 
@@ -143,7 +150,7 @@ def test_saved_folder_holds_one_index_file_and_a_manifest(tmp_path: Path, small_
     index.save()
     index.add(["extra"], data.vectors[:1])
     index.save()
-    files = sorted(p.name for p in tmp_path.iterdir())
+    files = sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock")
     assert len(files) == 2 and files[1] == "manifest.json" and files[0].startswith("index-")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["kind"] == "hnsw" and manifest["index_file"] == files[0] and len(manifest["ids"]) == 301
@@ -162,6 +169,50 @@ def test_reopen_errors_name_the_fix(tmp_path: Path, small_dataset: Dataset) -> N
         FaissIndex(dim=DIM, path=tmp_path)
     with pytest.raises(OptionsError, match="lives in memory"):
         FaissIndex(dim=DIM).save()
+
+
+def test_damaged_files_raise_corrupt_index_error_naming_the_file(
+    tmp_path: Path, small_dataset: Dataset
+) -> None:
+    index = FaissIndex(dim=DIM, kind="flat", path=tmp_path)
+    index.add(small_dataset.ids[:20], small_dataset.vectors[:20])
+    index.save()
+    data_file = tmp_path / json.loads((tmp_path / "manifest.json").read_text())["index_file"]
+    data_file.write_bytes(data_file.read_bytes()[:100])  # a truncated write
+    with pytest.raises(CorruptIndexError, match=f"cannot read faiss index {data_file}"):
+        FaissIndex(dim=DIM, path=tmp_path)
+    data_file.unlink()
+    with pytest.raises(CorruptIndexError, match="is missing"):
+        FaissIndex(dim=DIM, path=tmp_path)
+    assert issubclass(CorruptIndexError, StorageError)
+
+
+def _save_repeatedly(folder: str, seed: int, rounds: int) -> None:
+    rng = np.random.default_rng(seed)
+    for round_ in range(rounds):
+        index = FaissIndex(dim=DIM, kind="flat", path=folder)  # loads the other writer's latest save
+        index.add([f"w{seed}-{round_}"], rng.normal(size=(1, DIM)).astype(np.float32))
+        index.save()
+
+
+def test_two_processes_saving_one_folder_never_leave_it_unreadable(tmp_path: Path) -> None:
+    """Each save prunes older generations: without the folder lock a save could prune the file that another
+    process's newer manifest names (and a load could read a manifest whose file was just pruned)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_save_repeatedly, args=(str(tmp_path), s, 40)) for s in (1, 2)]
+    for writer in writers:
+        writer.start()
+    reads = 0
+    while any(w.is_alive() for w in writers):
+        FaissIndex(dim=DIM, kind="flat", path=tmp_path)  # raises CorruptIndexError on a pruned file
+        reads += 1
+    for writer in writers:
+        writer.join()
+    assert [w.exitcode for w in writers] == [0, 0] and reads > 0
+    final = FaissIndex(dim=DIM, kind="flat", path=tmp_path)
+    assert final.count() >= 40  # at least the last writer's own vectors; nothing unreadable
 
 
 def test_untrained_ivf_persists_and_trains_after_reopen(tmp_path: Path, small_dataset: Dataset) -> None:
