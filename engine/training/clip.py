@@ -200,7 +200,7 @@ def _train(
     """The optimisation loop; returns the modules and the epochs completed."""
     classes = {name: len(values) for name, values in data.vocab.items()}
     tower = ImageTower(
-        config.backbone, config.image.channels, config.dim, 0, classes, config.image.size, "projection"
+        config.backbone, config.image.channels, config.dim, 0, classes, config.image.size, config.head_input
     )
     projection = text_projection(data.text_vectors.shape[1], config.dim, generator)
     log_scale = torch.nn.Parameter(torch.tensor(float(np.log(1 / config.temperature))))
@@ -216,9 +216,31 @@ def _train(
     def step(rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         return _step(data, rows, (tower, projection, log_scale), config, generator)
 
-    epochs = run_epochs(step, optimizer, len(data.records), config, generator, log, "train clip", progress)
+    average = _weight_average(tower, config.ema_decay)
+    epochs = run_epochs(
+        step,
+        optimizer,
+        len(data.records),
+        config,
+        generator,
+        log,
+        "train clip",
+        progress,
+        after_step=(lambda: average.update_parameters(tower)) if average is not None else None,
+    )
+    if average is not None:
+        tower = average.module
     tower.eval()
     return tower, projection, log_scale, epochs
+
+
+def _weight_average(tower: ImageTower, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of the tower's weights and batch-norm statistics (None when decay is 0)."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(tower, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _model_config(config: ClipTrainConfig, data: ClipData, tower: ImageTower) -> dict[str, Any]:
@@ -232,7 +254,7 @@ def _model_config(config: ClipTrainConfig, data: ClipData, tower: ImageTower) ->
         "feature_dim": tower.feature_dim,
         "projection_dim": config.dim,
         "projection_hidden": 0,
-        "head_input": "projection",
+        "head_input": config.head_input,
         "metadata_classes": data.vocab,
         "preprocessing": config.image.as_dict(),
         "text_encoder": config.text_encoder,

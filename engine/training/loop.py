@@ -153,6 +153,7 @@ def run_epochs(
     log: TrainingLog,
     description: str,
     progress: bool = True,
+    after_step: Callable[[], None] | None = None,
 ) -> float:
     """Shuffled mini-batch epochs of `step(rows) -> (loss, values)` with warm-up + cosine schedule.
 
@@ -167,6 +168,7 @@ def run_epochs(
         log: loss curve and time budget (stops the run when spent).
         description: tqdm label.
         progress: show the bar.
+        after_step: called after each optimiser step (e.g. to update an average of the weights).
 
     Returns:
         Epochs completed (fractional when the time budget stopped the run).
@@ -185,6 +187,8 @@ def run_epochs(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if after_step is not None:
+                after_step()
             log.record(epoch, values)
             bar.update(1)
             bar.set_postfix(loss=f"{values['loss']:.3f}")

@@ -196,6 +196,23 @@ def test_ssl_checkpoint_is_image_only(
     assert all(np.array_equal(first[k].numpy(), second[k].numpy()) for k in first)
 
 
+def test_weight_average_and_feature_heads_reload(
+    tiny_records: list[Record], text_encoder, tmp_path: Path
+) -> None:
+    """An EMA of the weights is what gets saved, and heads on the features rebuild from config.json."""
+    import dataclasses
+
+    from engine.training import train_clip
+
+    config = dataclasses.replace(_clip_config(), ema_decay=0.5, head_input="features")
+    out = train_clip(tiny_records, tmp_path / "ema", config, progress=False, text_encoder=text_encoder)
+    assert json.loads((out / "config.json").read_text())["head_input"] == "features"
+    assert json.loads((out / "model_card.json").read_text())["config"]["ema_decay"] == 0.5
+    images = [Image.open(r.image_path) for r in tiny_records[:2]]
+    vectors = create(f"trained:{out}", text_encoder=text_encoder).encode_images(images)
+    assert vectors.shape == (2, 32) and np.isfinite(vectors).all()
+
+
 def test_missing_checkpoint_names_the_folder(tmp_path: Path) -> None:
     from engine.errors import EncoderUnavailableError
 
