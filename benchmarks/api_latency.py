@@ -10,6 +10,9 @@
    run at once and each concurrency level is measured on one, then the other, so load drift hits both alike.
 3. A second process (this script's `load` subcommand) runs closed-loop clients (threads, one keep-alive httpx
    connection each) for `--duration` seconds per concurrency level and reports latencies, throughput, errors.
+   The queries come from a pool of ~6,700 distinct clinical phrases (`query_pool`: the 20 hand-written QUERIES,
+   the reports' MeSH terms and findings sentences, seeded order), each server sent them in turn, so no cache
+   of query vectors or results can make the figure.
 
     python benchmarks/api_latency.py [--home DIR] [--records 100000] [--duration 20] [--clients 1,10,50]
         [--modes concurrent,serial] [--search-mode hybrid] [--out benchmarks/results/api_latency.json] [--quick]
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -69,6 +73,32 @@ QUERIES = (
     "sternotomy wires",
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+POOL_SEED = 0
+
+
+def query_pool(data: Path, seed: int = POOL_SEED) -> list[str]:
+    """Distinct lower-cased clinical queries, in a seeded order: the hand-written QUERIES, the IU X-ray MeSH terms
+    ("Airspace Disease/lung/base/left" -> "airspace disease lung base left") and the findings and impression
+    sentences of 3 to 14 words without a de-identification placeholder. Thousands of them, so that no cache of
+    query vectors or results can make the latency figure (a run sends each at most once per server until the
+    pool is used up, see `run_load`)."""
+    import csv
+
+    phrases = [q.lower() for q in QUERIES]
+    with open(data / "iu-xray" / "indiana_reports.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            for term in (row["MeSH"] or "").split(";"):
+                term = " ".join(term.replace("/", " ").replace(",", " ").split()).lower()
+                if term and term not in ("normal", "no indexing"):
+                    phrases.append(term)
+            for field in ("findings", "impression"):
+                for sentence in _SENTENCE.split(row[field] or ""):
+                    sentence = " ".join(sentence.split()).rstrip(".").lower()
+                    if "xxxx" not in sentence and 3 <= len(sentence.split()) <= 14:
+                        phrases.append(sentence)
+    pool = list(dict.fromkeys(phrases))
+    random.Random(seed).shuffle(pool)
+    return pool
 
 
 # ---------------------------------------------------------------------- build
@@ -190,8 +220,21 @@ def stop_server(server: subprocess.Popen) -> None:
 
 
 # ---------------------------------------------------------------------- load (second process)
-def run_load(url: str, clients: int, duration: float, search_mode: str, warmup: int = 1) -> dict[str, Any]:
-    """Closed-loop load: `clients` threads, each sending queries back to back for `duration` seconds."""
+def run_load(
+    url: str,
+    clients: int,
+    duration: float,
+    search_mode: str,
+    pool: list[str],
+    start: int = 0,
+    warmup: int = 1,
+) -> dict[str, Any]:
+    """Closed-loop load: `clients` threads, each sending queries back to back for `duration` seconds.
+
+    The clients take the queries of `pool` in turn from position `start` on (one shared counter), so a server is
+    sent no query twice until it has been sent the whole pool; `next_position` in the result is where the next
+    level goes on, `repeats` how many requests of this level wrapped around the pool.
+    """
     import httpx
 
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -199,15 +242,18 @@ def run_load(url: str, clients: int, duration: float, search_mode: str, warmup: 
     error_kinds: dict[str, int] = {}
     start_gate = threading.Barrier(clients + 1)
     stop_at = [0.0]
+    positions = itertools.count(start)  # next() is atomic under the GIL: each position is taken once
+
+    def next_query() -> str:
+        return pool[next(positions) % len(pool)]
 
     def client(slot: int) -> None:
-        rng = random.Random(slot)
         with httpx.Client(base_url=url, timeout=60) as session:
             for _ in range(warmup):
-                session.post("/search", json={"text": rng.choice(QUERIES), "mode": search_mode})
+                session.post("/search", json={"text": next_query(), "mode": search_mode})
             start_gate.wait()
             while time.perf_counter() < stop_at[0]:
-                body = {"text": rng.choice(QUERIES), "mode": search_mode, "k": 10}
+                body = {"text": next_query(), "mode": search_mode, "k": 10}
                 began = time.perf_counter()
                 try:
                     response = session.post("/search", json=body)
@@ -231,6 +277,7 @@ def run_load(url: str, clients: int, duration: float, search_mode: str, warmup: 
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
+    end = next(positions)
     done = np.array([x for row in latencies for x in row], dtype=np.float64)
     stats = {f"p{q}_ms": round(float(np.percentile(done, q)), 1) if len(done) else None for q in (50, 95, 99)}
     return {
@@ -244,12 +291,28 @@ def run_load(url: str, clients: int, duration: float, search_mode: str, warmup: 
         "throughput_rps": round(len(done) / elapsed, 1),
         "seconds": round(elapsed, 1),
         "load_average": round(os.getloadavg()[0], 1),  # the machine's 1-minute load when the level ended
+        "queries": {
+            "first_position": start,
+            "next_position": end,
+            "repeats": max(0, end - max(start, len(pool))),
+        },
     }
 
 
-def load_in_subprocess(url: str, clients: int, duration: float, search_mode: str) -> dict[str, Any]:
+def load_in_subprocess(
+    url: str, clients: int, duration: float, search_mode: str, data: Path, start: int
+) -> dict[str, Any]:
     command = [sys.executable, __file__, "load", "--url", url, "--clients", str(clients)]
-    command += ["--duration", str(duration), "--search-mode", search_mode]
+    command += [
+        "--duration",
+        str(duration),
+        "--search-mode",
+        search_mode,
+        "--data",
+        str(data),
+        "--start",
+        str(start),
+    ]
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=duration + 600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -272,6 +335,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             return {"collection": build}
         levels = []
         servers: dict[str, tuple[subprocess.Popen, int]] = {}
+        sent = dict.fromkeys(args.modes, 0)  # pool position per server: each server is sent each query once
         try:  # both servers up at once, levels interleaved: the machine's load drifts between minutes
             for mode in args.modes:
                 port = free_port()
@@ -283,17 +347,20 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             for clients in args.clients:
                 for mode in args.modes:
                     url = f"http://127.0.0.1:{servers[mode][1]}"
-                    result = load_in_subprocess(url, clients, args.duration, args.search_mode)
+                    result = load_in_subprocess(
+                        url, clients, args.duration, args.search_mode, data, sent[mode]
+                    )
+                    sent[mode] = result["queries"]["next_position"]
                     levels.append({"lock": mode, **result})
                     logger.info("%s lock, %d clients: %s", mode, clients, result)
         finally:
             for server, _ in servers.values():
                 stop_server(server)
-    return summarise(build, levels, args)
+    return summarise(build, levels, args, len(query_pool(data)))
 
 
 def summarise(
-    build: dict[str, Any], levels: list[dict[str, Any]], args: argparse.Namespace
+    build: dict[str, Any], levels: list[dict[str, Any]], args: argparse.Namespace, pool_size: int
 ) -> dict[str, Any]:
     at_target = [x for x in levels if x["lock"] == "concurrent" and x["clients"] == TARGET_CLIENTS]
     p95 = at_target[0]["p95_ms"] if at_target else None
@@ -314,6 +381,13 @@ def summarise(
         "collection": build,
         "search_mode": args.search_mode,
         "k": 10,
+        "query_pool": {
+            "size": pool_size,
+            "seed": POOL_SEED,
+            "how": "distinct queries: the 20 hand-written QUERIES, IU X-ray MeSH terms and 3-14 word findings and "
+            "impression sentences, seeded order; each server is sent them in turn, none twice until the pool is used "
+            "up (levels[].queries.repeats)",
+        },
         "seconds_per_level": args.duration,
         "machine": {"cpus": os.cpu_count(), "note": "server and load generator share the same cores"},
         "levels": levels,
@@ -351,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--clients", type=int, required=True)
     load.add_argument("--duration", type=float, required=True)
     load.add_argument("--search-mode", default="hybrid")
+    load.add_argument("--data", required=True, help="shared data folder (the query pool is built from it)")
+    load.add_argument("--start", type=int, default=0, help="first position in the query pool")
     parser.add_argument("--home", help="reuse (or build once into) this medsearch home")
     parser.add_argument("--data", help="shared data folder (default: Settings().data)")
     parser.add_argument("--records", type=int, default=100_000)
@@ -364,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 records, 2 s per level, 1 and 4 clients")
     args = parser.parse_args(argv)
     if args.command == "load":
-        print(json.dumps(run_load(args.url, args.clients, args.duration, args.search_mode)))
+        pool = query_pool(Path(args.data))
+        print(json.dumps(run_load(args.url, args.clients, args.duration, args.search_mode, pool, args.start)))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.quick:

@@ -184,13 +184,20 @@ class Explanations(Mapping[str, list[dict[str, Any]]]):
         self._judged = judged
         self._ranked = ranked
         self._built: dict[str, list[dict[str, Any]]] = {}
+        self._mentions: dict[str, Sequence[Mapping[str, Any]]] = {}
+
+    def preload(self, mentions: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Take records' mentions already read (`Collection.concepts_of`), so explaining them reads SQLite no more."""
+        self._mentions.update(mentions)
 
     def __getitem__(self, record_id: str) -> list[dict[str, Any]]:
         built = self._built.get(record_id)
         if built is None:
             if record_id not in self._ranked or self._collection is None:
                 raise KeyError(record_id)
-            mentions = self._collection.concepts_of([record_id])[record_id]
+            mentions = self._mentions.get(record_id)
+            if mentions is None:
+                mentions = self._collection.concepts_of([record_id])[record_id]
             said = [m for m in mentions if m.get("field") in EVIDENCE_FIELDS]
             built = []
             for constraint, narrower, all_ids in self._judged:
@@ -210,12 +217,14 @@ class Explanations(Mapping[str, list[dict[str, Any]]]):
 @dataclass
 class ConceptRanking:
     """ranked: (record id, number of query concepts matched) best first; denied: record ids that rule a query
-    concept out; why: record id -> matched-concept explanations (built lazily)."""
+    concept out; why: record id -> matched-concept explanations (built lazily); ranks: the rank (from 1) of each
+    `ranked` record in the whole ranking, which can skip ranks (`rank_by_concepts`'s `keep`; empty: 1, 2, ...)."""
 
     constraints: list[ConceptConstraint]
     ranked: list[tuple[str, float]] = field(default_factory=list)
     denied: AbstractSet[str] = field(default_factory=RecordRows)
     why: Mapping[str, list[dict[str, Any]]] = field(default_factory=Explanations)
+    ranks: list[int] = field(default_factory=list)
 
 
 def rank_by_concepts(
@@ -235,9 +244,11 @@ def rank_by_concepts(
         text: the query text.
         allowed: record ids the filter allows (None: all).
         base_ranks: best rank of each record in the other rankers, to order records that match equally.
-        keep: cut `ranked` after the `keep`-th record that is not in `base_ranks` and after the last one that is
-            (None: rank every matching record). With `keep` >= the number of hits k, the RRF top k is unchanged:
-            a record only this ranker found scores 1 / (60 + rank), below the `keep` such records ahead of it.
+        keep: cut `ranked` after the `keep`-th record that is not in `base_ranks` and after the last one that is,
+            and leave out the records between that are not in `base_ranks` (`ranks` keeps every record's rank in
+            the whole ranking); None: rank every matching record. With `keep` >= the number of hits k, the RRF top
+            k is unchanged: a record only this ranker found scores 1 / (60 + rank), below the `keep` such records
+            ahead of it, so a query concept that tens of thousands of records affirm costs the fusion nothing.
     """
     constraints = knowledge.constraints(text)
     if not constraints:
@@ -249,15 +260,19 @@ def rank_by_concepts(
     if allowed is not None:
         eligible &= _mask_of(postings, allowed)
     denied &= eligible
-    order = _order(
+    order, listed = _order(
         postings, np.flatnonzero((matched > 0) & ~denied & eligible), matched, strength, base_ranks, keep
     )
+    ranks = np.arange(1, len(order) + 1)
+    if keep is not None:  # past the keep-th record only this ranker found, only listed ones can reach the top
+        kept = listed | (np.cumsum(~listed) <= keep)
+        order, ranks = order[kept], ranks[kept]
     ids = postings.ids
     ranked = list(zip(map(ids.__getitem__, order.tolist()), matched[order].astype(float).tolist()))
     in_ranking = np.zeros(len(ids), dtype=bool)
     in_ranking[order] = True
     why = Explanations(knowledge, collection, judged, RecordRows(postings, in_ranking))
-    return ConceptRanking(constraints, ranked, RecordRows(postings, denied), why)
+    return ConceptRanking(constraints, ranked, RecordRows(postings, denied), why, ranks.tolist())
 
 
 def _score(postings: ConceptPostings, judged: Sequence[_Judged]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -295,9 +310,10 @@ def _order(
     strength: np.ndarray,
     base_ranks: Mapping[str, int],
     keep: int | None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows of `candidates` in ranking order (-matched, base rank, -strength, id), cut as `rank_by_concepts`'s
-    `keep` says: one int64 key per row, partitioned, then only the kept rows sorted."""
+    `keep` says: one int64 key per row, partitioned, then only the kept rows sorted. Returns (rows, whether each
+    is in `base_ranks`)."""
     unranked = len(base_ranks) + 1
     base = np.full(len(postings.ids), unranked, dtype=np.int64)
     listed = np.zeros(len(postings.ids), dtype=bool)  # in base_ranks
@@ -319,17 +335,19 @@ def _order(
         only = key[~listed]
         limit = int(np.partition(only, keep - 1)[keep - 1]) if keep > 0 else -1
         chosen = np.flatnonzero(key <= max(limit, int(key[listed].max(initial=-1))))
-        candidates, key = candidates[chosen], key[chosen]
-    return candidates[np.argsort(key, kind="stable")]
+        candidates, key, listed = candidates[chosen], key[chosen], listed[chosen]
+    by_key = np.argsort(key, kind="stable")
+    return candidates[by_key], listed[by_key]
 
 
-def _cut(order: np.ndarray, listed: np.ndarray, keep: int | None) -> np.ndarray:
-    """`order` up to its `keep`-th row not in the base rankings and its last row that is."""
+def _cut(order: np.ndarray, listed: np.ndarray, keep: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """`order` (and `listed`) up to its `keep`-th row not in the base rankings and its last row that is."""
     if keep is None or np.count_nonzero(~listed) <= keep:
-        return order
+        return order, listed
     end = int(np.flatnonzero(~listed)[keep - 1]) + 1 if keep > 0 else 0
     last_base = np.flatnonzero(listed)
-    return order[: max(end, int(last_base[-1]) + 1 if len(last_base) else 0)]
+    end = max(end, int(last_base[-1]) + 1 if len(last_base) else 0)
+    return order[:end], listed[:end]
 
 
 def _evidence(

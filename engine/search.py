@@ -10,12 +10,13 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
 
 from engine.collection import Collection
-from engine.concept_search import ConceptRanking, rank_by_concepts
+from engine.concept_search import ConceptRanking, Explanations, rank_by_concepts
 from engine.encoders.base import Encoder
 from engine.errors import QueryError
 from engine.fusion import reciprocal_rank_fusion
@@ -230,11 +231,16 @@ class SearchService:
         """Fuse the rankings (RRF score; a lone ranker keeps its raw score) into explained Hits; records that
         deny a query concept are dropped."""
         raw = {name: dict(ranked) for name, ranked in rankings.items()}
-        fused = reciprocal_rank_fusion({name: [x for x, _ in ranked] for name, ranked in rankings.items()})
+        fused = reciprocal_rank_fusion(
+            {name: [x for x, _ in ranked] for name, ranked in rankings.items()},
+            ranks={"concepts": concepts.ranks} if concepts is not None and "concepts" in rankings else None,
+        )
         denied = concepts.denied if concepts else set()
-        fused = [item for item in fused if item[0] not in denied][: request.k]
+        fused = list(islice((item for item in fused if item[0] not in denied), request.k))
         records = self.collection.get_many([doc_id for doc_id, _, _ in fused])
         mentions = self.collection.concepts_of(list(records))
+        if concepts is not None and isinstance(concepts.why, Explanations):
+            concepts.why.preload(mentions)  # explaining the hits reads these rows: one read, not one per hit
         terms = query_terms(request.text) if request.text else []
         hits = []
         for doc_id, score, ranks in fused:

@@ -47,6 +47,7 @@ class EncoderSettings(BaseModel):
     clip: str | None = None  # e.g. "trained:<home>/models/clip" or "open_clip:hf-hub:..."
     ssl: str | None = None
     batch_size: int = 64
+    minilm_traced: bool = True  # MiniLM query batches run a trace of the transformer (CPU; checked at load)
 
 
 class Settings(BaseSettings):

@@ -55,8 +55,14 @@ class Workspace:
         """The encoder of that registry name, loaded once."""
         with self._lock:
             if name not in self._encoders:
-                self._encoders[name] = create_encoder(name)
+                self._encoders[name] = create_encoder(name, **self._encoder_options(name))
             return self._encoders[name]
+
+    def _encoder_options(self, name: str) -> dict[str, Any]:
+        """Settings an encoder family takes (MiniLM: whether query batches run traced)."""
+        if name.partition(":")[0] == "minilm":
+            return {"traced": self.settings.encoders.minilm_traced}
+        return {}
 
     def knowledge(self) -> Knowledge | None:
         """The knowledge graph and linker (built from the shared ontologies, cached under home/kg), or None when

@@ -71,6 +71,21 @@ def test_api_latency_quick(tmp_path: Path, shared_data: Path):
     assert result["collection"]["records"] == 120
     levels = {(x["lock"], x["clients"]) for x in result["levels"]}
     assert levels == {("concurrent", 1), ("concurrent", 4), ("serial", 1), ("serial", 4)}
+    assert result["query_pool"]["size"] > 1000
+    assert all(x["queries"]["repeats"] == 0 for x in result["levels"])  # no query sent twice to a server
     assert all(
         x["errors"] == 0 and x["requests"] > 0 and x["p95_ms"] >= x["p50_ms"] for x in result["levels"]
     )
+
+
+def test_api_latency_query_pool_is_large_distinct_and_seeded(shared_data: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("api_latency", REPO / "benchmarks" / "api_latency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pool = module.query_pool(shared_data)
+    assert len(pool) > 1000 and len(set(pool)) == len(pool)  # far more than any query cache would hold
+    assert {q.lower() for q in module.QUERIES} <= set(pool)
+    assert pool == module.query_pool(shared_data) and pool != module.query_pool(shared_data, seed=1)
+    assert not any("xxxx" in q for q in pool)

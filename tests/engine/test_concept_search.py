@@ -101,11 +101,15 @@ def _base_ranks(service, text: str, k: int = 10) -> dict[str, int]:
 
 
 def _assert_same(fast: ConceptRanking, slow: ConceptRanking, keep: int | None = None) -> None:
+    assert len(fast.ranks) == len(fast.ranked)
     if keep is None:
         assert [r for r, _ in fast.ranked] == [r for r, _ in slow.ranked]
-    else:  # a prefix of the full ranking
-        assert [r for r, _ in fast.ranked] == [r for r, _ in slow.ranked[: len(fast.ranked)]]
-    for (_, got), (_, want) in zip(fast.ranked, slow.ranked):
+        assert fast.ranks == list(range(1, len(fast.ranked) + 1))
+    else:  # records of the full ranking at their ranks in it, in order
+        assert fast.ranks == sorted(set(fast.ranks))
+    expected = [slow.ranked[rank - 1] for rank in fast.ranks]
+    assert [r for r, _ in fast.ranked] == [r for r, _ in expected]
+    for (_, got), (_, want) in zip(fast.ranked, expected):
         assert abs(got - want) <= 1e-9
     assert set(fast.denied) == set(slow.denied)
     assert all(record_id in fast.denied for record_id in slow.denied)

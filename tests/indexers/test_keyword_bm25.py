@@ -119,3 +119,37 @@ def test_real_iu_xray_reports(shared_data: Path) -> None:
     allowed = set(list(cardiomegaly)[:4]) | {uid for uid in texts if "effusion" not in texts[uid].lower()}
     restricted, _ = index.search(["cardiomegaly"], 10, allowed=allowed)
     assert {i for i in restricted[0] if i} == cardiomegaly & allowed
+
+
+def _reference_top(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Positive scores, best first, equal scores in document order: a plain sort."""
+    ranked = sorted((i for i in range(len(scores)) if scores[i] > 0), key=lambda i: (-scores[i], i))
+    return [(i, float(scores[i])) for i in ranked[:k]]
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 50, 200])
+def test_top_positive_matches_a_plain_sort_with_ties_and_zeros(k):
+    rng = np.random.default_rng(0)
+    for zeros in (0.0, 0.5, 0.95):  # mostly-zero arrays are the case numpy's partition is slow on
+        scores = rng.choice([0.5, 1.0, 1.5, 2.0], size=1000).astype(np.float32)  # many ties
+        scores[rng.random(1000) < zeros] = 0
+        documents, best = keyword_module.top_positive(scores, k)
+        assert list(zip(documents.tolist(), best.tolist())) == _reference_top(scores, k)
+    documents, best = keyword_module.top_positive(np.zeros(10, dtype=np.float32), k)
+    assert len(documents) == len(best) == 0
+
+
+def test_equal_scores_come_in_document_order():
+    index = BM25Index(stem=False)
+    ids = [f"copy{i}" for i in range(30)]
+    index.index(ids, ["small left pleural effusion"] * 30)  # identical texts score alike
+    found, scores = index.search(["pleural effusion"], 10)
+    assert list(found[0]) == ids[:10]
+    assert len(set(scores[0].tolist())) == 1
+    found, _ = index.search(["pleural effusion"], 5, allowed=set(ids[10:]))
+    assert list(found[0]) == ids[10:15]
+
+
+def test_a_query_without_corpus_terms_finds_nothing(tiny):
+    found, scores = tiny.search(["zebra", "the of and"], 3)
+    assert (found == "").all() and np.isneginf(scores).all()

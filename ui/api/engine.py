@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
+from engine.concept_search import concept_postings
 from engine.errors import MEDSEARCH_ERRORS
 from engine.settings import Settings
 from engine.workspace import Workspace
@@ -155,8 +156,8 @@ def _warm_vqa(workspace: Workspace) -> None:
 
 
 def _warm(workspace: Workspace, name: str) -> None:
-    """Open a collection's indexes, load its encoders (and the knowledge graph when its records carry concepts),
-    so the first request pays nothing extra."""
+    """Open a collection's indexes, load its encoders (and, when its records carry concepts, the knowledge graph
+    and the concept posting index), so the first request pays nothing extra."""
     try:
         collection = workspace.collection(name)
         collection.sync()
@@ -164,7 +165,7 @@ def _warm(workspace: Workspace, name: str) -> None:
         for space, info in collection.spaces.items():
             workspace.encoder(info["encoder"])
             logger.debug("collection %s space %s: encoder %s loaded", name, space, info["encoder"])
-        if collection.has_concepts():
-            workspace.knowledge()  # hybrid text queries use the graph when records carry concepts
+        if collection.has_concepts() and workspace.knowledge() is not None:
+            concept_postings(collection)  # hybrid text queries rank by the records' concepts: index them now
     except MEDSEARCH_ERRORS as e:  # a broken collection must not keep the others from being served
         logger.warning("collection %s not warmed up: %s", name, e)
