@@ -168,10 +168,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(
-    home: Path, data: Path, port: int, concurrent: bool, kg: bool, log: Path
-) -> subprocess.Popen:
-    """`medsearch serve` on 127.0.0.1:port (API only), returning once /health answers."""
+# server modes: settings each server runs with (the engine defaults otherwise)
+MODES: dict[str, dict[str, str]] = {
+    "concurrent": {"MEDSEARCH_CONCURRENT_READS": "true"},
+    "serial": {"MEDSEARCH_CONCURRENT_READS": "false"},  # the old global lock
+    # concurrent reads, MiniLM query encodes in torch (TorchScript trace) instead of onnxruntime
+    "torch-encode": {"MEDSEARCH_CONCURRENT_READS": "true", "MEDSEARCH_ENCODERS__MINILM_ONNX": "false"},
+}
+
+
+def start_server(home: Path, data: Path, port: int, mode: str, kg: bool, log: Path) -> subprocess.Popen:
+    """`medsearch serve` on 127.0.0.1:port (API only) with the settings of `MODES[mode]`, returning once /health
+    answers."""
     import httpx
 
     env = {
@@ -179,9 +187,9 @@ def start_server(
         "MEDSEARCH_HOME": str(home),
         "MEDSEARCH_DATA": str(data),
         "MEDSEARCH_COLLECTION": COLLECTION,
-        "MEDSEARCH_CONCURRENT_READS": "true" if concurrent else "false",
         "MEDSEARCH_KG_ENABLED": "true" if kg else "false",
         "MEDSEARCH_LOG_LEVEL": "WARNING",
+        **MODES[mode],
     }
     command = [
         sys.executable,
@@ -341,7 +349,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 port = free_port()
                 log = Path(scratch) / f"server-{mode}.log"
                 servers[mode] = (
-                    start_server(home, data, port, mode == "concurrent", not args.no_kg, log),
+                    start_server(home, data, port, mode, not args.no_kg, log),
                     port,
                 )
             for clients in args.clients:
@@ -432,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per concurrency level")
     parser.add_argument("--clients", default="1,10,50", help="comma-separated concurrency levels")
-    parser.add_argument("--modes", default="concurrent,serial", help="lock modes: concurrent, serial")
+    parser.add_argument(
+        "--modes", default="concurrent,serial", help=f"server modes, compared in one run: {', '.join(MODES)}"
+    )
     parser.add_argument("--search-mode", default="hybrid", choices=("hybrid", "dense", "keyword"))
     parser.add_argument("--no-kg", action="store_true", help="no knowledge graph (no concept ranker)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "api_latency.json"))
@@ -448,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         args.records, args.duration, args.clients = min(args.records, 2000), 2.0, "1,4"
     args.clients = [int(x) for x in str(args.clients).split(",")]
     args.modes = [x.strip() for x in args.modes.split(",") if x.strip()]
+    unknown = sorted(set(args.modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown --modes {', '.join(unknown)}: choose from {', '.join(MODES)}")
     result = benchmark(args)
     if args.build_only:
         print(json.dumps(result))

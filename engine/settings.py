@@ -47,7 +47,10 @@ class EncoderSettings(BaseModel):
     clip: str | None = None  # e.g. "trained:<home>/models/clip" or "open_clip:hf-hub:..."
     ssl: str | None = None
     batch_size: int = 64
-    minilm_traced: bool = True  # MiniLM query batches run a trace of the transformer (CPU; checked at load)
+    minilm_onnx: bool = (
+        True  # MiniLM query batches run in onnxruntime (CPU; checked at load; needs onnxruntime)
+    )
+    minilm_traced: bool = True  # else a TorchScript trace of the transformer (CPU; checked at load)
 
 
 class Settings(BaseSettings):

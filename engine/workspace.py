@@ -59,9 +59,10 @@ class Workspace:
             return self._encoders[name]
 
     def _encoder_options(self, name: str) -> dict[str, Any]:
-        """Settings an encoder family takes (MiniLM: whether query batches run traced)."""
+        """Settings an encoder family takes (MiniLM: how query batches run: onnxruntime, a trace, or eager)."""
         if name.partition(":")[0] == "minilm":
-            return {"traced": self.settings.encoders.minilm_traced}
+            encoders = self.settings.encoders
+            return {"onnx": encoders.minilm_onnx, "traced": encoders.minilm_traced}
         return {}
 
     def knowledge(self) -> Knowledge | None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from engine.encoders.base import l2_normalise
 from engine.encoders.batching import Coalescer
+from engine.encoders.onnx_runtime import OnnxTransformer
 from engine.encoders.traced import TracedTransformer
 from engine.errors import EncoderUnavailableError
 
@@ -62,15 +63,22 @@ class MiniLMEncoder:
     """Text-only encoder: texts -> float32 (n, 384), L2-normalised.
 
     path: a sentence-transformers model folder (defaults to the bundled all-MiniLM-L6-v2).
-    traced: on CPU, run query-sized batches through a TorchScript trace of the transformer (~1.4x faster, checked
-        against the eager model when loaded; see `engine.encoders.traced`). Setting `encoders.minilm_traced`.
+    onnx: on CPU, run query-sized batches through onnxruntime (~2.2x faster than torch, checked against the eager
+        model when loaded; see `engine.encoders.onnx_runtime`). Setting `encoders.minilm_onnx`.
+    traced: when onnxruntime is off or unusable, run them through a TorchScript trace of the transformer (~1.3x
+        faster, checked likewise; see `engine.encoders.traced`). Setting `encoders.minilm_traced`.
     """
 
     space = "text"
     modalities = frozenset({"text"})
 
     def __init__(
-        self, path: str | None = None, device: str = "cpu", batch_size: int = 64, traced: bool = True
+        self,
+        path: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 64,
+        traced: bool = True,
+        onnx: bool = True,
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
@@ -80,8 +88,10 @@ class MiniLMEncoder:
         self.batch_size = batch_size
         self.dim = int(self.model.get_embedding_dimension())
         self.name = "minilm"
-        self._traced = None
-        if traced and self.model.device.type == "cpu":
+        self._onnx = self._traced = None
+        if onnx and self.model.device.type == "cpu":
+            self._onnx = OnnxTransformer.build(self.model, self._prepare)
+        if traced and self._onnx is None and self.model.device.type == "cpu":
             self._traced = TracedTransformer.build(self.model, self._prepare)
         # one batch at a time (the fast tokenizer is not reentrant: "Already borrowed"); concurrent callers' texts
         # (a search server's queries) are merged into the next batch
@@ -116,8 +126,9 @@ class MiniLMEncoder:
             model.eval()
         with torch.inference_mode():
             features = batch_to_device(self._prepare(texts), model.device)
-            if self._traced is not None:
-                return self._traced(features).float().numpy()
+            fast = self._onnx or self._traced
+            if fast is not None:
+                return fast(features).float().numpy()
             return model(features)["sentence_embedding"].float().cpu().numpy()
 
     def _prepare(self, texts: list[str]) -> dict[str, Any]:
