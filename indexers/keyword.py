@@ -23,6 +23,7 @@ from indexers.errors import BackendUnavailableError, InvalidInputError, OptionsE
 from indexers.storage import (
     FORMAT_VERSION,
     MANIFEST,
+    folder_lock,
     new_generation,
     read_manifest,
     remove_stale,
@@ -105,9 +106,11 @@ class BM25Index:
         self._ids: list[str] = []
         self._retriever: bm25s.BM25 | None = None
         self._stemmer = self._choose_stemmer(stem)
-        manifest = read_manifest(self.path, "bm25") if self.path is not None else None
-        if manifest:
-            self._load(manifest)
+        if self.path is not None:
+            with folder_lock(self.path, exclusive=False):  # a concurrent save must not prune what we read
+                manifest = read_manifest(self.path, "bm25")
+                if manifest:
+                    self._load(manifest)
 
     @staticmethod
     def _choose_stemmer(stem: bool | None) -> Stemmer | None:
@@ -189,19 +192,20 @@ class BM25Index:
             raise OptionsError("this BM25 index lives in memory: create it with path=FOLDER to save it")
         self.path.mkdir(parents=True, exist_ok=True)
         folder = ""
-        if self._retriever is not None:
-            folder = f"bm25-{new_generation()}"
-            self._retriever.save(str(self.path / folder))
-        manifest = {
-            "format": FORMAT_VERSION,
-            "backend": "bm25",
-            "tokenizer": TOKENIZER_VERSION,
-            "stemmed": self.stemmed,
-            "folder": folder,
-            "ids": self._ids,
-        }
-        write_json_atomic(self.path / MANIFEST, manifest)
-        remove_stale(self.path, "bm25-", keep=folder)
+        with folder_lock(self.path, exclusive=True):  # another process's save or load of this folder waits
+            if self._retriever is not None:
+                folder = f"bm25-{new_generation()}"
+                self._retriever.save(str(self.path / folder))
+            manifest = {
+                "format": FORMAT_VERSION,
+                "backend": "bm25",
+                "tokenizer": TOKENIZER_VERSION,
+                "stemmed": self.stemmed,
+                "folder": folder,
+                "ids": self._ids,
+            }
+            write_json_atomic(self.path / MANIFEST, manifest)
+            remove_stale(self.path, "bm25-", keep=folder)
         logger.info("saved BM25 index (%d documents) to %s", len(self._ids), self.path)
 
     def _load(self, manifest: dict) -> None:

@@ -153,3 +153,30 @@ def test_equal_scores_come_in_document_order():
 def test_a_query_without_corpus_terms_finds_nothing(tiny):
     found, scores = tiny.search(["zebra", "the of and"], 3)
     assert (found == "").all() and np.isneginf(scores).all()
+
+
+def _save_repeatedly(folder: str, seed: int, rounds: int) -> None:
+    texts = ["pleural effusion", "no pneumothorax", "cardiomegaly with edema", "clear lungs"]
+    for round_ in range(rounds):
+        index = BM25Index(path=folder)  # loads the other writer's latest save
+        index.index([f"w{seed}-{round_}-{i}" for i in range(len(texts))], texts)
+        index.save()
+
+
+def test_two_processes_saving_one_folder_never_leave_it_unreadable(tmp_path: Path) -> None:
+    """Each save prunes older generations: without the folder lock one save could prune the folder that another
+    process's newer manifest names, and a load could read a manifest whose folder was just pruned."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_save_repeatedly, args=(str(tmp_path), s, 30)) for s in (1, 2)]
+    for writer in writers:
+        writer.start()
+    reads = 0
+    while any(w.is_alive() for w in writers):
+        BM25Index(path=tmp_path)  # raises StorageError on a pruned generation
+        reads += 1
+    for writer in writers:
+        writer.join()
+    assert [w.exitcode for w in writers] == [0, 0] and reads > 0
+    assert BM25Index(path=tmp_path).count() == 4
