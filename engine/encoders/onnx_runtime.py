@@ -18,23 +18,25 @@ from typing import Any
 
 import numpy as np
 
-from engine.encoders.traced import _INPUTS, PROBES, TOLERANCE, _LastHiddenState, _probe_batches
+from engine.encoders.traced import _INPUTS, PROBES, TOLERANCE, ReplacedTransformer, _LastHiddenState
 
 logger = logging.getLogger(__name__)
 
 OPSET = 17
 
 
-class OnnxTransformer:
-    """Runs a `SentenceTransformer` with its first module (the transformer) replaced by an onnxruntime session.
-
-    Call with the model's `preprocess` features; returns the `sentence_embedding` tensor (n, dim).
-    """
+class OnnxTransformer(ReplacedTransformer):
+    """The transformer as an onnxruntime session (see the module docstring)."""
 
     def __init__(self, model: Any, session: Any, inputs: tuple[str, ...]) -> None:
-        self._model = model
+        super().__init__(model, inputs)
         self._session = session
-        self._inputs = inputs
+
+    def hidden(self, features: dict[str, Any]) -> Any:
+        import torch
+
+        feed = {name: features[name].cpu().numpy().astype(np.int64) for name in self._inputs}
+        return torch.from_numpy(self._session.run(None, feed)[0])
 
     @classmethod
     def build(cls, model: Any, prepare: Any) -> OnnxTransformer | None:
@@ -73,7 +75,7 @@ class OnnxTransformer:
                 buffer.getvalue(), options, providers=["CPUExecutionProvider"]
             )
             runner = cls(model, session, inputs)
-            worst = max(_largest_difference(model, runner, prepare, texts) for texts in _probe_batches())
+            worst = runner.largest_difference(prepare)
         except Exception as e:  # noqa: BLE001 - any failure of an optional speed-up falls back to torch
             logger.warning(
                 "MiniLM queries stay in torch: onnx export or session failed (%s: %s)", type(e).__name__, e
@@ -86,24 +88,3 @@ class OnnxTransformer:
             return None
         logger.info("MiniLM queries run in onnxruntime (largest difference %.2g)", worst)
         return runner
-
-    def __call__(self, features: dict[str, Any]) -> Any:
-        import torch
-
-        features = dict(features)
-        feed = {name: features[name].cpu().numpy().astype(np.int64) for name in self._inputs}
-        hidden = self._session.run(None, feed)[0]
-        features["token_embeddings"] = torch.from_numpy(hidden)
-        for module in list(self._model)[1:]:  # pooling, normalisation
-            features = module(features)
-        return features["sentence_embedding"]
-
-
-def _largest_difference(model: Any, runner: OnnxTransformer, prepare: Any, texts: list[str]) -> float:
-    import torch
-
-    with torch.inference_mode():
-        features = prepare(texts)
-        eager = model(dict(features))["sentence_embedding"]
-        fast = runner(features)
-    return float(np.abs(eager.float().numpy() - fast.float().numpy()).max())

@@ -29,16 +29,49 @@ TOLERANCE = 1e-5
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-class TracedTransformer:
-    """Runs a `SentenceTransformer` with its first module (the transformer) replaced by a trace of it.
-
-    Call with the model's `preprocess` features; returns the `sentence_embedding` tensor (n, dim).
+class ReplacedTransformer:
+    """A `SentenceTransformer` whose first module (the transformer) runs elsewhere (a trace, an onnxruntime
+    session): subclasses give `hidden` (features -> last hidden state); pooling and normalisation still run as
+    the model's own modules. Call with the model's `preprocess` features; returns `sentence_embedding` (n, dim).
     """
 
-    def __init__(self, model: Any, trace: Any, inputs: tuple[str, ...]) -> None:
+    def __init__(self, model: Any, inputs: tuple[str, ...]) -> None:
         self._model = model
-        self._trace = trace
         self._inputs = inputs
+
+    def hidden(self, features: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, features: dict[str, Any]) -> Any:
+        features = dict(features)
+        features["token_embeddings"] = self.hidden(features)
+        for module in list(self._model)[1:]:  # pooling, normalisation
+            features = module(features)
+        return features["sentence_embedding"]
+
+    def largest_difference(self, prepare: Any) -> float:
+        """Largest absolute difference from the eager model over the probe texts (single texts, a padded batch)."""
+        import torch
+
+        worst = 0.0
+        with torch.inference_mode():
+            for texts in ([PROBES[0]], [PROBES[1]], list(PROBES)):
+                features = prepare(texts)
+                eager = self._model(dict(features))["sentence_embedding"]
+                fast = self(features)
+                worst = max(worst, float(np.abs(eager.float().numpy() - fast.float().numpy()).max()))
+        return worst
+
+
+class TracedTransformer(ReplacedTransformer):
+    """The transformer as a TorchScript trace (see the module docstring)."""
+
+    def __init__(self, model: Any, trace: Any, inputs: tuple[str, ...]) -> None:
+        super().__init__(model, inputs)
+        self._trace = trace
+
+    def hidden(self, features: dict[str, Any]) -> Any:
+        return self._trace(*(features[name] for name in self._inputs))
 
     @classmethod
     def build(cls, model: Any, prepare: Any) -> TracedTransformer | None:
@@ -59,7 +92,7 @@ class TracedTransformer:
                 )
                 trace = torch.jit.freeze(trace)
             traced = cls(model, trace, inputs)
-            worst = max(_largest_difference(model, traced, prepare, texts) for texts in _probe_batches())
+            worst = traced.largest_difference(prepare)
         except Exception as e:  # noqa: BLE001 - any failure of an optional speed-up leaves the model eager
             logger.warning("MiniLM stays eager: tracing its transformer failed (%s: %s)", type(e).__name__, e)
             return None
@@ -68,13 +101,6 @@ class TracedTransformer:
             return None
         logger.info("MiniLM queries run a trace of its transformer (largest difference %.2g)", worst)
         return traced
-
-    def __call__(self, features: dict[str, Any]) -> Any:
-        features = dict(features)
-        features["token_embeddings"] = self._trace(*(features[name] for name in self._inputs))
-        for module in list(self._model)[1:]:  # pooling, normalisation
-            features = module(features)
-        return features["sentence_embedding"]
 
 
 class _LastHiddenState:
@@ -93,17 +119,3 @@ class _LastHiddenState:
                 return self.network(**dict(zip(inputs, tensors, strict=True))).last_hidden_state
 
         return LastHiddenState()
-
-
-def _probe_batches() -> list[list[str]]:
-    return [[PROBES[0]], [PROBES[1]], list(PROBES)]  # single texts and a padded batch
-
-
-def _largest_difference(model: Any, traced: TracedTransformer, prepare: Any, texts: list[str]) -> float:
-    import torch
-
-    with torch.inference_mode():
-        features = prepare(texts)
-        eager = model(dict(features))["sentence_embedding"]
-        fast = traced(features)
-    return float(np.abs(eager.float().numpy() - fast.float().numpy()).max())
