@@ -174,7 +174,11 @@ MODES: dict[str, dict[str, str]] = {
     "serial": {"MEDSEARCH_CONCURRENT_READS": "false"},  # the old global lock
     # concurrent reads, MiniLM query encodes in torch (TorchScript trace) instead of onnxruntime
     "torch-encode": {"MEDSEARCH_CONCURRENT_READS": "true", "MEDSEARCH_ENCODERS__MINILM_ONNX": "false"},
+    # concurrent reads in each of 2 API worker processes (`medsearch serve --workers 2`)
+    "workers2": {"MEDSEARCH_CONCURRENT_READS": "true"},
 }
+# extra `medsearch serve` arguments per mode
+MODE_ARGS: dict[str, list[str]] = {"workers2": ["--workers", "2"]}
 
 
 def start_server(home: Path, data: Path, port: int, mode: str, kg: bool, log: Path) -> subprocess.Popen:
@@ -201,6 +205,7 @@ def start_server(home: Path, data: Path, port: int, mode: str, kg: bool, log: Pa
         "--port",
         str(port),
         "--no-web",
+        *MODE_ARGS.get(mode, []),
     ]
     handle = open(log, "ab")  # noqa: SIM115 - closed with the process
     server = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
@@ -370,20 +375,20 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 def summarise(
     build: dict[str, Any], levels: list[dict[str, Any]], args: argparse.Namespace, pool_size: int
 ) -> dict[str, Any]:
-    at_target = [x for x in levels if x["lock"] == "concurrent" and x["clients"] == TARGET_CLIENTS]
-    p95 = at_target[0]["p95_ms"] if at_target else None
-    ratios = {}
+    p95_by_mode = {
+        x["lock"]: x["p95_ms"] for x in levels if x["clients"] == TARGET_CLIENTS and x["p95_ms"] is not None
+    }
+    ratios: dict[str, dict[str, Any]] = {}  # each other mode against one process with concurrent reads
     for level in levels:
-        if level["lock"] != "concurrent":
+        base = [x for x in levels if x["lock"] == "concurrent" and x["clients"] == level["clients"]]
+        if level["lock"] == "concurrent" or not base or not base[0]["p95_ms"] or not level["p95_ms"]:
             continue
-        serial = [x for x in levels if x["lock"] == "serial" and x["clients"] == level["clients"]]
-        if serial and serial[0]["p95_ms"] and level["p95_ms"]:
-            ratios[str(level["clients"])] = {
-                "p95_serial_over_concurrent": round(serial[0]["p95_ms"] / level["p95_ms"], 2),
-                "throughput_concurrent_over_serial": round(
-                    level["throughput_rps"] / max(serial[0]["throughput_rps"], 1e-9), 2
-                ),
-            }
+        ratios.setdefault(level["lock"], {})[str(level["clients"])] = {
+            "p95_over_concurrent": round(level["p95_ms"] / base[0]["p95_ms"], 2),
+            "throughput_over_concurrent": round(
+                level["throughput_rps"] / max(base[0]["throughput_rps"], 1e-9), 2
+            ),
+        }
     return {
         "benchmark": "POST /search latency (text queries) over loopback, load from a second process",
         "collection": build,
@@ -403,8 +408,8 @@ def summarise(
         "target": {
             "p95_ms_below": TARGET_P95_MS,
             "clients": TARGET_CLIENTS,
-            "p95_ms": p95,
-            "met": p95 is not None and p95 < TARGET_P95_MS,
+            "p95_ms_by_mode": p95_by_mode,
+            "met_by": sorted(mode for mode, p95 in p95_by_mode.items() if p95 < TARGET_P95_MS),
         },
     }
 
@@ -420,9 +425,9 @@ def print_table(result: dict[str, Any]) -> None:
             f"{x['p50_ms'] or 0:>9.1f}{x['p95_ms'] or 0:>9.1f}{x['p99_ms'] or 0:>9.1f}{x['throughput_rps']:>8.1f}"
         )
     target = result["target"]
-    print(
-        f"p95 at {target['clients']} clients: {target['p95_ms']} ms (target < {target['p95_ms_below']}): {target['met']}"
-    )
+    for mode, p95 in target["p95_ms_by_mode"].items():
+        met = "met" if mode in target["met_by"] else "not met"
+        print(f"{mode}: p95 at {target['clients']} clients {p95} ms (target < {target['p95_ms_below']}): {met}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per concurrency level")
     parser.add_argument("--clients", default="1,10,50", help="comma-separated concurrency levels")
     parser.add_argument(
-        "--modes", default="concurrent,serial", help=f"server modes, compared in one run: {', '.join(MODES)}"
+        "--modes", default="concurrent,workers2,serial", help=f"server modes, compared in one run: {', '.join(MODES)}"
     )
     parser.add_argument("--search-mode", default="hybrid", choices=("hybrid", "dense", "keyword"))
     parser.add_argument("--no-kg", action="store_true", help="no knowledge graph (no concept ranker)")

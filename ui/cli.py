@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.errors import MEDSEARCH_ERRORS, QueryError
 from engine.settings import Settings
+from ui.logs import configure_logging
 
 logger = logging.getLogger("medsearch")
 
@@ -494,18 +495,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from ui.api.serve import serve
 
-    from ui.api import create_app
-
-    app = create_app(args.settings, web=not args.no_web)
-    logger.info("serving on http://%s:%d (API at /, docs at /docs, web app at /ui)", args.host, args.port)
-    # one process: the models and indexes are loaded once, in the app's lifespan; log through our handlers
-    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_config=None, proxy_headers=False)
+    workers = getattr(args, "workers", 1)
+    if workers > 1 and not args.no_web:
+        print(
+            f"medsearch serve: error: --workers {workers} serves the API only: add --no-web (the web app keeps its "
+            "event queue in one process; serve it from its own `medsearch serve --port OTHER`)",
+            file=sys.stderr,
+        )
+        return 2
+    where = f"http://{args.host}:{args.port}"
+    if workers > 1:
+        logger.info("serving on %s with %d worker processes (API at /, docs at /docs)", where, workers)
+    else:
+        logger.info("serving on %s (API at /, docs at /docs, web app at /ui)", where)
+    serve(
+        args.settings,
+        host=args.host,
+        port=args.port,
+        workers=workers,
+        web=not args.no_web,
+        verbose=args.verbose,
+    )
     return 0
 
 
 # ---------------------------------------------------------------------- parser
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=10, help="number of hits (default 10)")
     parser.add_argument("--mode", choices=("hybrid", "dense", "keyword"), default="hybrid")
@@ -671,6 +697,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--no-web", action="store_true", help="serve the API only, without the web app at /ui")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="API worker processes, each with its own models and indexes (default 1; more than 1 needs --no-web)",
+    )
     return parser
 
 
@@ -682,13 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"medsearch: invalid settings: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else getattr(logging, args.settings.log_level, 20),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "urllib3", "sentence_transformers", "transformers", "filelock", "bm25s", "faiss"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(args.settings.log_level, verbose=args.verbose)
     try:
         return COMMANDS[args.command][0](args)
     except MEDSEARCH_ERRORS as e:

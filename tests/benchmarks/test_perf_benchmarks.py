@@ -1,6 +1,6 @@
 """Tiny runs of the performance benchmarks (ingest profile, API latency), each writing its JSON into tmp_path.
 
-Slow (they load MiniLM, and the latency run starts `medsearch serve` twice): `pytest -m slow tests/benchmarks`.
+Slow (they load MiniLM, and the latency run starts `medsearch serve` three times, once with 2 workers): `pytest -m slow tests/benchmarks`.
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def test_api_latency_quick(tmp_path: Path, shared_data: Path):
     result = json.loads(out.read_text())["runs"]["hybrid"]
     assert result["collection"]["records"] == 120
     levels = {(x["lock"], x["clients"]) for x in result["levels"]}
-    assert levels == {("concurrent", 1), ("concurrent", 4), ("serial", 1), ("serial", 4)}
+    assert levels == {(mode, n) for mode in ("concurrent", "workers2", "serial") for n in (1, 4)}
+    assert set(result["ratios"]) == {"workers2", "serial"}
+    assert set(result["target"]["p95_ms_by_mode"]) <= {"concurrent", "workers2", "serial"}
     assert result["query_pool"]["size"] > 1000
     assert all(x["queries"]["repeats"] == 0 for x in result["levels"])  # no query sent twice to a server
     assert all(

@@ -3,11 +3,16 @@
 The Workspace (settings, models, collections) is built in the lifespan, once per process, and reached by
 routes through dependencies (`app.state.engine`); nothing is a module global. Run it with
 `medsearch serve`, or `uvicorn ui.api:create_app --factory` (settings from MEDSEARCH_* / medsearch.toml).
+`medsearch serve --workers N` runs N worker processes, each building its app with `create_worker_app` from the
+settings the CLI resolved; a write in one worker is replayed by the others before their next read (see
+`EngineHandle.read`), and the index folders are locked while saved and loaded.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,6 +32,8 @@ from ui.api.routers import ask, collections, concepts, ingest, records, report, 
 from ui.api.settings import ApiSettings, api_settings_from
 
 logger = logging.getLogger(__name__)
+
+WORKER_CONFIG_ENV = "MEDSEARCH_SERVE_WORKER_CONFIG"
 
 WEB_PATH = "/ui"
 DESCRIPTION = """Retrieval-augmented multimodal search over medical images and radiology reports.
@@ -100,6 +107,33 @@ def create_app(
     if web:
         _mount_web(app, engine, api_settings)
     return app
+
+
+def worker_config(settings: Settings, *, web: bool = False, verbose: bool = False) -> str:
+    """What `create_worker_app` rebuilds a worker's app from: the resolved settings (CLI flags included) as JSON."""
+    return json.dumps({"settings": settings.model_dump(mode="json"), "web": web, "verbose": verbose})
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one `medsearch serve --workers N` worker process (uvicorn calls it with `factory=True`).
+
+    Settings come from `MEDSEARCH_SERVE_WORKER_CONFIG` (set by the CLI; validated as given, so every worker
+    serves the home and options the command resolved), else from MEDSEARCH_* / medsearch.toml as `create_app`.
+    """
+    from ui.logs import configure_logging
+
+    raw = os.environ.get(WORKER_CONFIG_ENV)
+    if not raw:
+        settings = Settings()
+        configure_logging(settings.log_level)
+        return create_app(settings)
+    try:
+        config = json.loads(raw)
+        settings = Settings.model_validate(config["settings"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise RuntimeError(f"{WORKER_CONFIG_ENV} does not hold worker settings: {e}") from e
+    configure_logging(settings.log_level, verbose=bool(config.get("verbose")))
+    return create_app(settings, web=bool(config.get("web")))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

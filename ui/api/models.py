@@ -251,6 +251,7 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
     collections: int
+    process: int = Field(description="id of the server process that answered (one of N with `--workers N`)")
 
 
 class ErrorOut(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -38,4 +39,4 @@ def index() -> dict[str, Any]:
 def health(request: Request) -> Health:
     """Answers without waiting for the engine (so it stays up during an ingest)."""
     home = request.app.state.engine.settings.home
-    return Health(version=medsearch_version(), collections=len(list_collections(home)))
+    return Health(version=medsearch_version(), collections=len(list_collections(home)), process=os.getpid())

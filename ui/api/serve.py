@@ -1,0 +1,88 @@
+"""`serve`: run the API (and web app) under uvicorn, in one process or in N worker processes.
+
+One process (`workers=1`): the app is built here and its lifespan loads the models and indexes once.
+N processes: uvicorn's supervisor spawns N workers on one listening socket; each builds its own app with
+`create_worker_app` from the settings resolved here (passed in `MEDSEARCH_SERVE_WORKER_CONFIG`), so each holds
+its own models and indexes and the interpreter lock of one process no longer caps the server at one core.
+
+The listening socket is bound here with its protocol set to TCP: uvicorn 0.54's `Config.bind_socket` leaves it
+at 0, accepted sockets inherit that, and asyncio then skips TCP_NODELAY, so every keep-alive request after the
+first waits ~40 ms for the client's delayed ACK (uvicorn issue #3149; measured here: 11 -> 52 ms per request).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from engine.settings import Settings
+from ui.api.app import WORKER_CONFIG_ENV, create_app, worker_config
+
+logger = logging.getLogger(__name__)
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    web: bool = True,
+    verbose: bool = False,
+) -> None:
+    """Serve until interrupted. `workers > 1` serves the API only (`web` must be False: the Gradio app keeps its
+    event queue in one process).
+
+    Raises:
+        ValueError: workers < 1, or workers > 1 with the web app.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers == 1:
+        app = create_app(settings, web=web)
+        # log through our handlers (log_config=None); the lifespan loads everything once
+        uvicorn.run(app, host=host, port=port, workers=1, log_config=None, proxy_headers=False)
+        return
+    if web:
+        raise ValueError(
+            f"{workers} worker processes serve the API only: the web app keeps its event queue in one process; "
+            "serve it from its own single-process `medsearch serve --port OTHER`"
+        )
+    os.environ[WORKER_CONFIG_ENV] = worker_config(settings, web=False, verbose=verbose)
+    config = TcpConfig(
+        "ui.api.app:create_worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=False,
+    )
+    sock = config.bind_socket()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+
+
+def tcp_listener(sock: socket.socket) -> socket.socket:
+    """`sock` as a socket whose `proto` reads IPPROTO_TCP (auto-detected from the descriptor), so asyncio sets
+    TCP_NODELAY on the connections it accepts; other sockets (Unix) are returned unchanged."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.proto == socket.IPPROTO_TCP:
+        return sock
+    fixed = socket.socket(fileno=sock.detach())  # family, type and proto read from the descriptor
+    fixed.set_inheritable(True)
+    return fixed
+
+
+class TcpConfig(uvicorn.Config):
+    """A `uvicorn.Config` whose `bind_socket` returns a listener with proto IPPROTO_TCP (see the module doc)."""
+
+    def bind_socket(self) -> socket.socket:
+        return tcp_listener(super().bind_socket())
