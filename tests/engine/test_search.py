@@ -88,6 +88,25 @@ def test_hit_json_has_design_fields(service):
     assert set(data["why"]) >= {"spaces", "matched_concepts", "matched_terms"}
 
 
+def test_hit_to_dict_is_a_deep_plain_copy():
+    """Field by field, as `dataclasses.asdict` gave (tuples as lists), and no dict shared with the hit."""
+    import dataclasses
+    import json
+
+    from engine.search import Hit, Why
+
+    mention = {"concept_id": "C1", "name": "effusion", "polarity": "negated", "via": ("C2", "C3")}
+    why = Why(("text",), {"keyword": 1}, {"keyword": 2.5}, ("effusion",), ({"id": "C1", "path": [mention]},))
+    hit = Hit("r1", 0.5, "report", "iu-xray", "No effusion.", None, "XR", "chest", (mention,), why)
+    data = hit.to_dict()
+    assert json.dumps(data, sort_keys=True) == json.dumps(dataclasses.asdict(hit), sort_keys=True)
+    assert data["concepts"] == [{**mention, "via": ["C2", "C3"]}] and isinstance(data["why"]["spaces"], list)
+    data["concepts"][0]["name"] = "changed"
+    data["why"]["matched_concepts"][0]["path"][0]["name"] = "changed"
+    data["why"]["ranks"]["keyword"] = 9
+    assert mention["name"] == "effusion" and hit.why.ranks == {"keyword": 1}
+
+
 @pytest.mark.parametrize(
     "request_, message",
     [

@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -127,12 +127,12 @@ async def read_search_input(request: Request, limit: int) -> tuple[SearchQuery, 
     summary="Search a collection by text, image or both",
     openapi_extra=_openapi_body(),
 )
-async def search(request: Request, engine: Engine, limits: Limits) -> SearchResponse:
+async def search(request: Request, engine: Engine, limits: Limits) -> Response:
     """Hits as in design.md (`id, score, kind, source, text, image_path, modality, body_part, concepts, why`)
     plus `image_url`. Pages: `offset` + `k`; `next_offset` is null on the last page."""
     query, data, name = await read_search_input(request, limits.max_upload_bytes)
 
-    def execute() -> SearchResponse:
+    def execute() -> Response:
         image = decode_image(data, name) if data is not None else None
         with engine.read() as workspace:  # shared: searches run concurrently
             page = run_search(workspace, query, image)
@@ -140,7 +140,7 @@ async def search(request: Request, engine: Engine, limits: Limits) -> SearchResp
             HitOut.from_hit(hit, image_url(request, hit.id, page.collection) if hit.image_path else None)
             for hit in page.hits
         ]
-        return SearchResponse(
+        body = SearchResponse(
             collection=page.collection,
             hits=hits,
             offset=page.offset,
@@ -148,5 +148,8 @@ async def search(request: Request, engine: Engine, limits: Limits) -> SearchResp
             next_offset=page.next_offset,
             took_ms=page.took_ms,
         )
+        # validated once above and serialised once here, in the worker thread: returning the model would make
+        # FastAPI dump, re-validate and re-serialise it on the event loop (~1.5 ms of a 10-hit page)
+        return Response(body.model_dump_json(), media_type="application/json")
 
     return await run_in_threadpool(execute)
