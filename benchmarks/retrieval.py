@@ -44,16 +44,18 @@ def targets(results: dict) -> list[str]:
     chance = results["chance"]["text_to_image"]["R@10"]
     if "trained-clip" in methods:
         recall = methods["trained-clip"]["text_to_image"]["R@10"]
+        met = "met" if recall >= 3 * chance else "not met"
         lines.append(
-            f"caption->image R@10 {recall:.3f} = {recall / chance:.1f}x random ({chance:.3f}); target >= 3x"
+            f"caption->image R@10 {recall:.3f} = {recall / chance:.1f}x random ({chance:.3f}); target >= 3x: {met}"
         )
     pixels = methods["raw-pixel"]["image_to_image"]["body_part_P@10"]
     for name in ("trained-clip", "trained-ssl", "trained-clip+ssl"):
         if name in methods:
             value = methods[name]["image_to_image"]["body_part_P@10"]
+            met = "met" if value - pixels >= 0.15 else "not met"  # on the exact values, not the rounded ones
             lines.append(
-                f"{name} same-region P@10 {value:.3f} vs raw-pixel {pixels:.3f}: "
-                f"{value - pixels:+.3f} (target >= +0.15)"
+                f"{name} same-region P@10 {value:.4f} vs raw-pixel {pixels:.4f}: "
+                f"{value - pixels:+.4f} (target >= +0.15: {met})"
             )
     return lines
 

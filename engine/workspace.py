@@ -6,6 +6,7 @@ search services. Everything it writes lives under `settings.home`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -94,11 +95,19 @@ class Workspace:
         return {space: self.encoder(name) for space, name in names.items() if name}
 
     def train(
-        self, space: str, *, epochs: int | None = None, force: bool = False, progress: bool = True
+        self,
+        space: str,
+        *,
+        epochs: int | None = None,
+        force: bool = False,
+        progress: bool = True,
+        from_clip: bool = True,
     ) -> Path:
         """Train this home's image encoder of `space` ("clip" or "ssl") on the shared images; returns the
         checkpoint folder. Refuses to replace an existing checkpoint unless `force` (collections embedded with
-        it would no longer match: re-ingest them into a new collection)."""
+        it would no longer match: re-ingest them into a new collection). The ssl tower starts from the backbone
+        of this home's trained clip tower when there is one of the same architecture (`from_clip=False`: from
+        random weights)."""
         from engine import training
 
         if space not in IMAGE_SPACES:
@@ -114,7 +123,14 @@ class Workspace:
                 records, out, config, progress=progress, text_encoder=self.encoder("minilm")
             )
         else:
-            path = training.train_ssl(records, out, training.SslTrainConfig(**overrides), progress=progress)
+            config = training.SslTrainConfig(**overrides)
+            clip = self.model_dir("clip")
+            if from_clip and (clip / "config.json").is_file():
+                from engine.training.checkpoint import read_config
+
+                if read_config(clip).get("backbone") == config.backbone:
+                    config = dataclasses.replace(config, init_from=str(clip))
+            path = training.train_ssl(records, out, config, progress=progress)
         self._encoders.pop(f"trained:{out}", None)  # a cached copy of the old weights must not survive
         return path
 

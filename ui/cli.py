@@ -426,7 +426,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return 0
     with _workspace(args) as workspace:
-        path = workspace.train(args.space, epochs=args.epochs, force=args.force)
+        path = workspace.train(
+            args.space, epochs=args.epochs, force=args.force, from_clip=not args.from_scratch
+        )
     card = json.loads((path / "model_card.json").read_text())
     print(f"trained {args.space} -> {path}")
     training = card.get("training", {})
@@ -678,6 +680,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=int, default=None, help="passes over the training images (default config)"
     )
     p.add_argument("--force", action="store_true", help="replace an existing checkpoint")
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="ssl: start from random weights (default: from this home's trained clip backbone when there is one)",
+    )
 
     p = parsers["eval"]
     p.add_argument("target", choices=("retrieval", "vqa", "report", "kg"))

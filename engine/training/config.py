@@ -103,6 +103,8 @@ class SslTrainConfig:
     The encoder's vectors are the backbone features (before the projection head), as in SimCLR.
     aux_weight: metadata heads (modality, body part, plane) where labels exist; 0 gives pure SSL.
     threads: torch threads; None picks 2, or 1 when the machine is already busy (see `loop.choose_threads`).
+    init_from: a checkpoint folder (e.g. `<home>/models/clip`) whose image backbone starts the tower (same
+        `backbone` name required; projection and heads start fresh); None starts from random weights.
     """
 
     name: str = "ssl"
@@ -122,6 +124,7 @@ class SslTrainConfig:
     aux_weight: float = 2.0
     max_seconds: float | None = 500.0
     threads: int | None = None
+    init_from: str | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     log_every: int = 10

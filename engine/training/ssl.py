@@ -20,7 +20,7 @@ from engine.datasets.record import Record
 from engine.encoders.images import normalise_pixels
 from engine.training.augment import augment_views, flip_mask
 from engine.training.card import add_validation, build_card
-from engine.training.checkpoint import prefixed, save_checkpoint
+from engine.training.checkpoint import prefixed, read_config, read_weights, save_checkpoint, unprefixed
 from engine.training.config import SslTrainConfig
 from engine.training.data import (
     image_records,
@@ -151,6 +151,8 @@ def _train(
         config.image.size,
         head_input="features",
     )
+    if config.init_from:
+        load_backbone(tower, Path(config.init_from), config.backbone)
     optimizer = make_optimizer([{"params": list(tower.parameters()), "lr": config.lr}], config.weight_decay)
     tower.train()
 
@@ -161,6 +163,26 @@ def _train(
     epochs = run_epochs(step, optimizer, len(bank), config, generator, log, "train ssl", progress)
     tower.eval()
     return tower, epochs
+
+
+def load_backbone(tower: ImageTower, folder: Path, backbone: str) -> None:
+    """Start `tower`'s backbone from the image backbone of the checkpoint in `folder` (projection and heads keep
+    their fresh weights).
+
+    Raises:
+        TrainingDataError: the checkpoint's backbone is another architecture, or its weights do not fit.
+    """
+    saved = read_config(folder)
+    if saved.get("backbone") != backbone:
+        raise TrainingDataError(
+            f"{folder}: backbone {saved.get('backbone')!r} cannot start a {backbone!r} tower (init_from)"
+        )
+    weights = unprefixed("backbone.", unprefixed("image.", read_weights(folder)))
+    try:
+        tower.backbone.load_state_dict(weights)
+    except RuntimeError as e:
+        raise TrainingDataError(f"{folder}: its backbone weights do not fit this tower: {e}") from e
+    logger.info("ssl tower starts from the backbone of %s", folder)
 
 
 def _model_config(config: SslTrainConfig, vocab: dict[str, list[str]], tower: ImageTower) -> dict[str, Any]:

@@ -245,3 +245,64 @@ def test_tuning_split_stays_inside_training(shared_records: list[Record]) -> Non
     assert tune_ids and not tune_ids & {r.id for r in split.validation}
     cases = {r.extra["case_id"] for r in tune.validation if r.source == "medpix" and r.image_path}
     assert not any(r.extra.get("case_id") in cases for r in tune.train if r.source == "medpix")
+
+
+def test_ssl_starts_from_the_clip_backbone(
+    clip_checkpoint: Path, tiny_records: list[Record], tmp_path: Path
+) -> None:
+    """`init_from` copies the clip tower's backbone (not its projection) into the ssl tower before training."""
+    import dataclasses
+
+    import torch
+
+    from engine.training import train_ssl
+    from engine.training.checkpoint import read_weights, unprefixed
+    from engine.training.errors import TrainingDataError
+    from engine.training.models import ImageTower
+    from engine.training.ssl import load_backbone
+
+    clip_backbone = unprefixed("image.backbone.", read_weights(clip_checkpoint))
+    tower = ImageTower(SSL_CONFIG.backbone, 1, 16, 32, {}, 32, head_input="features")
+    assert not all(torch.equal(v, clip_backbone[k]) for k, v in tower.backbone.state_dict().items())
+    load_backbone(tower, clip_checkpoint, SSL_CONFIG.backbone)
+    assert all(torch.equal(v, clip_backbone[k]) for k, v in tower.backbone.state_dict().items())
+    with pytest.raises(TrainingDataError, match="cannot start"):
+        load_backbone(tower, clip_checkpoint, "resnet18")
+
+    config = dataclasses.replace(SSL_CONFIG, init_from=str(clip_checkpoint))
+    out = train_ssl(tiny_records, tmp_path / "ssl", config, progress=False)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["config"]["init_from"] == str(clip_checkpoint)
+    scratch = load_file_tensors(train_ssl(tiny_records, tmp_path / "scratch", SSL_CONFIG, progress=False))
+    started = load_file_tensors(out)
+    assert any(not torch.equal(started[k], scratch[k]) for k in scratch if k.startswith("image.backbone."))
+
+
+def load_file_tensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("from_clip", [True, False])
+def test_workspace_trains_ssl_from_its_clip_checkpoint(
+    clip_checkpoint: Path, shared_data: Path, tmp_path: Path, monkeypatch, from_clip: bool
+) -> None:
+    """`medsearch train ssl` passes this home's clip checkpoint as `init_from` (unless --from-scratch)."""
+    from engine import training
+    from engine.settings import Settings
+    from engine.workspace import Workspace
+
+    home = tmp_path / "home"
+    shutil.copytree(clip_checkpoint, home / "models" / "clip")
+    seen = {}
+
+    def fake_train_ssl(records, out, config, progress=True):  # noqa: ANN001, ANN202 - records what it gets
+        seen["config"] = config
+        return out
+
+    monkeypatch.setattr(training, "train_ssl", fake_train_ssl)
+    with Workspace(Settings(home=home, data=shared_data)) as workspace:
+        workspace.train("ssl", from_clip=from_clip)
+    expected = str(home / "models" / "clip") if from_clip else None
+    assert seen["config"].init_from == expected
