@@ -28,6 +28,7 @@ import logging
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -179,11 +180,12 @@ MODES: dict[str, dict[str, str]] = {
 }
 # extra `medsearch serve` arguments per mode
 MODE_ARGS: dict[str, list[str]] = {"workers2": ["--workers", "2"]}
+MODE_PROCESSES: dict[str, int] = {"workers2": 2}  # processes that must answer /health before measuring
 
 
 def start_server(home: Path, data: Path, port: int, mode: str, kg: bool, log: Path) -> subprocess.Popen:
     """`medsearch serve` on 127.0.0.1:port (API only) with the settings of `MODES[mode]`, returning once /health
-    answers."""
+    answers from every worker process (`MODE_PROCESSES`: a worker still loading would skew the first level)."""
     import httpx
 
     env = {
@@ -208,19 +210,25 @@ def start_server(home: Path, data: Path, port: int, mode: str, kg: bool, log: Pa
         *MODE_ARGS.get(mode, []),
     ]
     handle = open(log, "ab")  # noqa: SIM115 - closed with the process
-    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(  # own process group, so stop_server reaches the workers too
+        command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    wanted, answered = MODE_PROCESSES.get(mode, 1), set()
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the server exited with {server.returncode}; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return server
+        try:  # one fresh connection per probe, so the kernel hands them to different workers
+            response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            if response.status_code == 200:
+                answered.add(response.json().get("process"))
+                if len(answered) >= wanted:
+                    return server
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
-    server.terminate()
-    raise RuntimeError(f"the server did not answer /health within 600 s; see {log}")
+        time.sleep(0.1 if answered else 0.5)
+    stop_server(server)
+    raise RuntimeError(f"{len(answered)} of {wanted} server processes answered /health within 600 s; see {log}")
 
 
 def stop_server(server: subprocess.Popen) -> None:
@@ -228,7 +236,7 @@ def stop_server(server: subprocess.Popen) -> None:
     try:
         server.wait(30)
     except subprocess.TimeoutExpired:
-        server.kill()
+        os.killpg(server.pid, signal.SIGKILL)  # the supervisor and its workers
         server.wait(10)
 
 

@@ -497,7 +497,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ui.api.serve import serve
+    from ui.api.serve import WorkerStartupError, serve
 
     workers = getattr(args, "workers", 1)
     if workers > 1 and not args.no_web:
@@ -512,14 +512,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logger.info("serving on %s with %d worker processes (API at /, docs at /docs)", where, workers)
     else:
         logger.info("serving on %s (API at /, docs at /docs, web app at /ui)", where)
-    serve(
-        args.settings,
-        host=args.host,
-        port=args.port,
-        workers=workers,
-        web=not args.no_web,
-        verbose=args.verbose,
-    )
+    try:
+        serve(
+            args.settings,
+            host=args.host,
+            port=args.port,
+            workers=workers,
+            web=not args.no_web,
+            verbose=args.verbose,
+        )
+    except WorkerStartupError as e:
+        print(f"medsearch serve: error: {e}", file=sys.stderr)
+        return 3
+    except ValueError as e:
+        print(f"medsearch serve: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -72,7 +72,7 @@ def test_api_latency_quick(tmp_path: Path, shared_data: Path):
     levels = {(x["lock"], x["clients"]) for x in result["levels"]}
     assert levels == {(mode, n) for mode in ("concurrent", "workers2", "serial") for n in (1, 4)}
     assert set(result["ratios"]) == {"workers2", "serial"}
-    assert set(result["target"]["p95_ms_by_mode"]) <= {"concurrent", "workers2", "serial"}
+    assert set(result["ratios"]["workers2"]) == {"1", "4"}  # each level beside one process's, same run
     assert result["query_pool"]["size"] > 1000
     assert all(x["queries"]["repeats"] == 0 for x in result["levels"])  # no query sent twice to a server
     assert all(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -83,10 +84,44 @@ def test_worker_app_serves_the_settings_the_command_resolved(tmp_path: Path, mon
     assert not any(getattr(route, "path", "") == "/ui" for route in app.routes)  # API only
 
 
-def test_worker_app_names_a_bad_config(monkeypatch):
+def test_a_worker_that_cannot_build_its_app_exits_with_the_startup_failure_code(monkeypatch, caplog):
+    """Exit code 3 makes uvicorn's supervisor stop; any other code and it restarts the worker forever."""
+    from uvicorn.config import STARTUP_FAILURE
+
     monkeypatch.setenv(WORKER_CONFIG_ENV, "{not json")
-    with pytest.raises(RuntimeError, match=WORKER_CONFIG_ENV):
+    with pytest.raises(SystemExit) as stopped:
         create_worker_app()
+    assert stopped.value.code == STARTUP_FAILURE == 3
+    assert WORKER_CONFIG_ENV in caplog.text
+
+
+def test_serve_reports_a_worker_that_failed_to_start(monkeypatch, tmp_path: Path, capsys):
+    """The supervisor returns normally when a worker exits with 3: `serve` raises, the command exits with 3."""
+    import ui.api.serve as serve_module
+
+    class FailedWorker:
+        pid, exitcode = 4242, 3
+
+    class Supervisor:
+        def __init__(self, config, sockets):  # noqa: ANN001 - uvicorn's signature
+            self.processes = [FailedWorker()]
+
+        def run(self) -> None:
+            pass
+
+    monkeypatch.setattr(serve_module, "Multiprocess", Supervisor)
+    monkeypatch.setenv(WORKER_CONFIG_ENV, "")  # serve() sets it: restored (removed) after the test
+    with pytest.raises(serve_module.WorkerStartupError, match="4242"):
+        serve(Settings(home=tmp_path, data=None), port=0, workers=2, web=False)
+    assert main(["--home", str(tmp_path), "serve", "--workers", "2", "--no-web", "--port", "0"]) == 3
+    assert "failed to start" in capsys.readouterr().err
+
+
+def test_invalid_api_settings_stop_before_any_worker_starts(monkeypatch, tmp_path: Path, capsys):
+    monkeypatch.setenv("MEDSEARCH_READS_REQUIRE_KEY", "true")
+    monkeypatch.delenv("MEDSEARCH_API_KEY", raising=False)
+    assert main(["--home", str(tmp_path), "serve", "--workers", "2", "--no-web", "--port", "0"]) == 2
+    assert "MEDSEARCH_API_KEY" in capsys.readouterr().err
 
 
 def test_serve_workers_needs_no_web(capsys, tmp_path: Path):
@@ -134,8 +169,10 @@ def two_workers(workers_home: Path, tmp_path: Path) -> Iterator[str]:
     }
     command = [sys.executable, "-m", "ui.cli", "serve", "--port", str(port), "--no-web", "--workers", "2"]
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    with open(log, "wb") as out:  # own process group: the workers are stopped with it, even on kill
+        server = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
@@ -153,27 +190,31 @@ def two_workers(workers_home: Path, tmp_path: Path) -> Iterator[str]:
         try:
             server.wait(30)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)
 
 
-def _connections_to_both_workers(url: str, count: int = 16) -> dict[int, list]:
-    """Keep-alive clients opened at once (so both workers accept some), grouped by the process that answers."""
+def _connections_to_both_workers(url: str, count: int = 16, wait: float = 240) -> dict[int, list]:
+    """Keep-alive clients opened at once, grouped by the process that answers; new sets of connections are
+    opened until both workers have some (a worker still loading its models accepts nothing)."""
     import httpx
 
-    clients = [httpx.Client(base_url=url, timeout=60) for _ in range(count)]
-    for _ in range(30):  # a worker still warming up accepts nothing: wait until both do
+    deadline = time.monotonic() + wait
+    seen: set[int] = set()
+    while True:
+        clients = [httpx.Client(base_url=url, timeout=60) for _ in range(count)]
         with ThreadPoolExecutor(count) as pool:
             pids = list(pool.map(lambda c: c.get("/health").json()["process"], clients))
         by_process: dict[int, list] = {}
         for client, pid in zip(clients, pids, strict=True):
             by_process.setdefault(pid, []).append(client)
+        seen.update(by_process)
         if len(by_process) == 2:
             return by_process
         for client in clients:
             client.close()
-        clients = [httpx.Client(base_url=url, timeout=60) for _ in range(count)]
+        assert time.monotonic() < deadline, f"only processes {sorted(seen)} answered within {wait:.0f} s"
         time.sleep(0.5)
-    raise AssertionError(f"all {count} connections reached one process: {sorted(by_process)}")
 
 
 def test_two_workers_answer_and_see_each_others_deletes(two_workers: str, shared_data: Path):

@@ -34,6 +34,7 @@ from ui.api.settings import ApiSettings, api_settings_from
 logger = logging.getLogger(__name__)
 
 WORKER_CONFIG_ENV = "MEDSEARCH_SERVE_WORKER_CONFIG"
+STARTUP_FAILURE = 3  # uvicorn's exit code for a worker that failed before serving (its supervisor then stops)
 
 WEB_PATH = "/ui"
 DESCRIPTION = """Retrieval-augmented multimodal search over medical images and radiology reports.
@@ -119,21 +120,27 @@ def create_worker_app() -> FastAPI:
 
     Settings come from `MEDSEARCH_SERVE_WORKER_CONFIG` (set by the CLI; validated as given, so every worker
     serves the home and options the command resolved), else from MEDSEARCH_* / medsearch.toml as `create_app`.
+    A worker that cannot build its app logs why and exits with uvicorn's startup-failure code, so the supervisor
+    stops instead of restarting it forever.
     """
     from ui.logs import configure_logging
 
-    raw = os.environ.get(WORKER_CONFIG_ENV)
-    if not raw:
-        settings = Settings()
-        configure_logging(settings.log_level)
-        return create_app(settings)
     try:
-        config = json.loads(raw)
-        settings = Settings.model_validate(config["settings"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise RuntimeError(f"{WORKER_CONFIG_ENV} does not hold worker settings: {e}") from e
-    configure_logging(settings.log_level, verbose=bool(config.get("verbose")))
-    return create_app(settings, web=bool(config.get("web")))
+        raw = os.environ.get(WORKER_CONFIG_ENV)
+        if not raw:
+            settings = Settings()
+            configure_logging(settings.log_level)
+            return create_app(settings)
+        try:
+            config = json.loads(raw)
+            settings = Settings.model_validate(config["settings"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise RuntimeError(f"{WORKER_CONFIG_ENV} does not hold worker settings: {e}") from e
+        configure_logging(settings.log_level, verbose=bool(config.get("verbose")))
+        return create_app(settings, web=bool(config.get("web")))
+    except Exception as e:  # noqa: BLE001 - any failure here would fail the same way on every restart
+        logging.getLogger(__name__).error("worker %d cannot build the app: %s", os.getpid(), e)
+        raise SystemExit(STARTUP_FAILURE) from e
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

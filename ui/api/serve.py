@@ -17,10 +17,12 @@ import os
 import socket
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from engine.settings import Settings
 from ui.api.app import WORKER_CONFIG_ENV, create_app, worker_config
+from ui.api.settings import api_settings_from
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,9 @@ def serve(
     event queue in one process).
 
     Raises:
-        ValueError: workers < 1, or workers > 1 with the web app.
+        ValueError: workers < 1, or workers > 1 with the web app, or invalid API settings (checked here, before
+            any worker starts).
+        WorkerStartupError: a worker failed to start (its log says why); the others were stopped.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -52,6 +56,7 @@ def serve(
             f"{workers} worker processes serve the API only: the web app keeps its event queue in one process; "
             "serve it from its own single-process `medsearch serve --port OTHER`"
         )
+    api_settings_from(settings)  # invalid API settings fail here, once, not in every worker
     os.environ[WORKER_CONFIG_ENV] = worker_config(settings, web=False, verbose=verbose)
     config = TcpConfig(
         "ui.api.app:create_worker_app",
@@ -63,20 +68,27 @@ def serve(
         proxy_headers=False,
     )
     sock = config.bind_socket()
+    supervisor = Multiprocess(config, sockets=[sock])  # handles SIGINT / SIGTERM: stops the workers, returns
     try:
-        Multiprocess(config, sockets=[sock]).run()
-    except KeyboardInterrupt:
-        pass
+        supervisor.run()
     finally:
         sock.close()
+    failed = [process.pid for process in supervisor.processes if process.exitcode == STARTUP_FAILURE]
+    if failed:
+        raise WorkerStartupError(f"worker process(es) {failed} failed to start; their log lines above say why")
+
+
+class WorkerStartupError(RuntimeError):
+    """A `serve --workers N` worker exited before serving (a bad setting, a broken collection, ...)."""
 
 
 def tcp_listener(sock: socket.socket) -> socket.socket:
-    """`sock` as a socket whose `proto` reads IPPROTO_TCP (auto-detected from the descriptor), so asyncio sets
+    """`sock` as a socket whose `proto` reads IPPROTO_TCP, so asyncio sets
     TCP_NODELAY on the connections it accepts; other sockets (Unix) are returned unchanged."""
     if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.proto == socket.IPPROTO_TCP:
         return sock
-    fixed = socket.socket(fileno=sock.detach())  # family, type and proto read from the descriptor
+    # the protocol given explicitly: Linux would read it from the descriptor, macOS (no SO_PROTOCOL) would not
+    fixed = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
     fixed.set_inheritable(True)
     return fixed
 
