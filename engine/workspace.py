@@ -124,15 +124,29 @@ class Workspace:
             )
         else:
             config = training.SslTrainConfig(**overrides)
-            clip = self.model_dir("clip")
-            if from_clip and (clip / "config.json").is_file():
-                from engine.training.checkpoint import read_config
-
-                if read_config(clip).get("backbone") == config.backbone:
-                    config = dataclasses.replace(config, init_from=str(clip))
+            if from_clip and (start := self._clip_start(records, config)) is not None:
+                config = dataclasses.replace(config, init_from=str(start))
             path = training.train_ssl(records, out, config, progress=progress)
         self._encoders.pop(f"trained:{out}", None)  # a cached copy of the old weights must not survive
         return path
+
+    def _clip_start(self, records: list, config: Any) -> Path | None:
+        """This home's clip checkpoint when the ssl tower may start from it: same backbone, and trained with the
+        same held-out split (else its weights would carry images the ssl figures count as held out)."""
+        from engine.training import validation_split
+        from engine.training.checkpoint import read_card, read_config
+
+        clip = self.model_dir("clip")
+        if not (clip / "config.json").is_file():
+            return None
+        if read_config(clip).get("backbone") != config.backbone:
+            logger.warning("ssl starts from random weights: %s has another backbone", clip)
+            return None
+        rule = read_card(clip).get("validation_split", {}).get("rule")
+        if rule != validation_split(records, config.split).rule:
+            logger.warning("ssl starts from random weights: %s was trained with another held-out split", clip)
+            return None
+        return clip
 
     def ensure_trained(self, progress: bool = True) -> dict[str, Path]:
         """Train the image encoders whose checkpoints are missing (the demo's first run); reuse them after."""

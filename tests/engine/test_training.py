@@ -306,3 +306,11 @@ def test_workspace_trains_ssl_from_its_clip_checkpoint(
         workspace.train("ssl", from_clip=from_clip)
     expected = str(home / "models" / "clip") if from_clip else None
     assert seen["config"].init_from == expected
+    if from_clip:  # a clip tower trained with another held-out split is not a start: its weights saw ssl's held out
+        card = home / "models" / "clip" / "model_card.json"
+        data = json.loads(card.read_text())
+        data["validation_split"]["rule"] = "another split"
+        card.write_text(json.dumps(data))
+        with Workspace(Settings(home=home, data=shared_data)) as workspace:
+            workspace.train("ssl", force=True)
+        assert seen["config"].init_from is None
