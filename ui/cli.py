@@ -499,32 +499,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ui.api.serve import WorkerStartupError, serve
 
-    workers = getattr(args, "workers", 1)
-    if workers > 1 and not args.no_web:
-        print(
-            f"medsearch serve: error: --workers {workers} serves the API only: add --no-web (the web app keeps its "
-            "event queue in one process; serve it from its own `medsearch serve --port OTHER`)",
-            file=sys.stderr,
-        )
-        return 2
-    where = f"http://{args.host}:{args.port}"
-    if workers > 1:
-        logger.info("serving on %s with %d worker processes (API at /, docs at /docs)", where, workers)
-    else:
-        logger.info("serving on %s (API at /, docs at /docs, web app at /ui)", where)
     try:
         serve(
             args.settings,
             host=args.host,
             port=args.port,
-            workers=workers,
+            workers=getattr(args, "workers", 1),  # `demo` serves in one process
             web=not args.no_web,
             verbose=args.verbose,
         )
     except WorkerStartupError as e:
         print(f"medsearch serve: error: {e}", file=sys.stderr)
         return 3
-    except ValueError as e:
+    except ValueError as e:  # --workers without --no-web, invalid API settings
         print(f"medsearch serve: error: {e}", file=sys.stderr)
         return 2
     return 0

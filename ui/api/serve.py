@@ -46,15 +46,17 @@ def serve(
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    where = f"http://{host}:{port}"
     if workers == 1:
         app = create_app(settings, web=web)
+        logger.info("serving on %s (API at /, docs at /docs%s)", where, ", web app at /ui" if web else "")
         # log through our handlers (log_config=None); the lifespan loads everything once
         uvicorn.run(app, host=host, port=port, workers=1, log_config=None, proxy_headers=False)
         return
     if web:
         raise ValueError(
-            f"{workers} worker processes serve the API only: the web app keeps its event queue in one process; "
-            "serve it from its own single-process `medsearch serve --port OTHER`"
+            f"{workers} worker processes serve the API only: add --no-web (the web app keeps its event queue in "
+            "one process; serve it from its own single-process `medsearch serve --port OTHER`)"
         )
     api_settings_from(settings)  # invalid API settings fail here, once, not in every worker
     os.environ[WORKER_CONFIG_ENV] = worker_config(settings, web=False, verbose=verbose)
@@ -67,6 +69,7 @@ def serve(
         log_config=None,
         proxy_headers=False,
     )
+    logger.info("serving on %s with %d worker processes (API at /, docs at /docs)", where, workers)
     sock = config.bind_socket()
     supervisor = Multiprocess(config, sockets=[sock])  # handles SIGINT / SIGTERM: stops the workers, returns
     try:
