@@ -139,7 +139,7 @@ def create_worker_app() -> FastAPI:
         configure_logging(settings.log_level, verbose=bool(config.get("verbose")))
         return create_app(settings, web=bool(config.get("web")))
     except Exception as e:  # noqa: BLE001 - any failure here would fail the same way on every restart
-        logging.getLogger(__name__).error("worker %d cannot build the app: %s", os.getpid(), e)
+        logger.error("worker %d cannot build the app: %s", os.getpid(), e)
         raise SystemExit(STARTUP_FAILURE) from e
 
 

@@ -86,8 +86,8 @@ class WorkerStartupError(RuntimeError):
 
 
 def tcp_listener(sock: socket.socket) -> socket.socket:
-    """`sock` as a socket whose `proto` reads IPPROTO_TCP, so asyncio sets
-    TCP_NODELAY on the connections it accepts; other sockets (Unix) are returned unchanged."""
+    """`sock` as a socket whose `proto` reads IPPROTO_TCP, so asyncio sets TCP_NODELAY on the connections it
+    accepts; other sockets (Unix) are returned unchanged."""
     if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.proto == socket.IPPROTO_TCP:
         return sock
     # the protocol given explicitly: Linux would read it from the descriptor, macOS (no SO_PROTOCOL) would not
