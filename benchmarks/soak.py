@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -215,17 +216,25 @@ def _prepare_home(home: Path, data: Path | None, env: dict[str, str]) -> None:
 
 
 @contextmanager
-def served(home: Path, data: Path | None, start_timeout: float = 300.0) -> Iterator[str]:
-    """`medsearch serve --no-web` on a free loopback port for the `with` block; yields its URL."""
+def served(home: Path, data: Path | None, start_timeout: float = 300.0, workers: int = 1) -> Iterator[str]:
+    """`medsearch serve --no-web [--workers N]` on a free loopback port for the `with` block; yields its URL once
+    every worker process answers /health."""
     env = {**os.environ, "MEDSEARCH_HOME": str(home), "PYTHONPATH": str(REPO)}
     if data:
         env["MEDSEARCH_DATA"] = str(data)
     _prepare_home(home, data, env)
     port = _free_port()
     command = [sys.executable, "-m", "ui.cli", "serve", "--no-web", "--host", LOOPBACK, "--port", str(port)]
-    server = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    command += ["--workers", str(workers)]
+    server = subprocess.Popen(  # own process group: a kill reaches the workers too
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
+    answered: set[int] = set()
     url = f"http://{LOOPBACK}:{port}"
     try:
         deadline = time.monotonic() + start_timeout
@@ -233,9 +242,13 @@ def served(home: Path, data: Path | None, start_timeout: float = 300.0) -> Itera
             if server.poll() is not None:
                 raise SystemExit(f"medsearch serve exited with {server.returncode}")
             try:
-                # uvicorn accepts connections only once the lifespan (warm-up) is done
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
+                # uvicorn accepts connections only once the lifespan (warm-up) is done; each probe is a new
+                # connection, so the workers answer in turn
+                response = httpx.get(f"{url}/health", timeout=2)
+                if response.status_code == 200:
+                    answered.add(response.json().get("process"))
+                    if len(answered) >= workers:
+                        break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
@@ -247,7 +260,7 @@ def served(home: Path, data: Path | None, start_timeout: float = 300.0) -> Itera
         try:
             server.wait(30)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait()
 
 
@@ -258,14 +271,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=None, help="a running server on loopback (default: start one)")
     parser.add_argument("--home", type=Path, default=None, help="home for the started server")
     parser.add_argument("--data", type=Path, default=None, help="shared data folder (for the first ingest)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "soak.json")
+    parser.add_argument("--workers", type=int, default=1, help="API worker processes of the started server")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default benchmarks/results/soak[_workersN].json"
+    )
     args = parser.parse_args(argv)
+    suffix = f"_workers{args.workers}" if args.workers > 1 else ""
+    args.out = args.out or REPO / "benchmarks" / "results" / f"soak{suffix}.json"
 
     if args.url:
         result = {"server": "given URL (loopback)", **run_soak(args.url, args.duration, args.clients)}
     else:
-        with tempfile.TemporaryDirectory() as scratch, served(args.home or Path(scratch), args.data) as url:
-            result = {"server": "medsearch serve --no-web (subprocess, loopback)"}
+        home = args.home
+        with (
+            tempfile.TemporaryDirectory() as scratch,
+            served(home or Path(scratch), args.data, workers=args.workers) as url,
+        ):
+            workers = f" --workers {args.workers}" if args.workers > 1 else ""
+            result = {"server": f"medsearch serve --no-web{workers} (subprocess, loopback)"}
             result |= run_soak(url, args.duration, args.clients)
     if result["ask_included"]:
         print("/ask included in the mix (1 request in 4)")

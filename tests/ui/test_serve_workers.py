@@ -110,11 +110,27 @@ def test_serve_reports_a_worker_that_failed_to_start(monkeypatch, tmp_path: Path
             pass
 
     monkeypatch.setattr(serve_module, "Multiprocess", Supervisor)
-    monkeypatch.setenv(WORKER_CONFIG_ENV, "")  # serve() sets it: restored (removed) after the test
+    for name in (WORKER_CONFIG_ENV, *serve_module.THREAD_VARIABLES):  # serve() sets them: undone after the test
+        monkeypatch.setenv(name, os.environ.get(name, ""))
     with pytest.raises(serve_module.WorkerStartupError, match="4242"):
         serve(Settings(home=tmp_path, data=None), port=0, workers=2, web=False)
     assert main(["--home", str(tmp_path), "serve", "--workers", "2", "--no-web", "--port", "0"]) == 3
     assert "failed to start" in capsys.readouterr().err
+
+
+def test_workers_share_the_cores_unless_the_user_set_threads(monkeypatch):
+    from ui.api.serve import THREAD_VARIABLES, share_cores
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.setenv(name, "")  # recorded, so the test's values are undone after it
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert share_cores(2) == "4" and all(os.environ[name] == "4" for name in THREAD_VARIABLES)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert share_cores(2) == "3"
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert share_cores(4) == "1"
 
 
 def test_invalid_api_settings_stop_before_any_worker_starts(monkeypatch, tmp_path: Path, capsys):
