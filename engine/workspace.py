@@ -106,8 +106,8 @@ class Workspace:
         """Train this home's image encoder of `space` ("clip" or "ssl") on the shared images; returns the
         checkpoint folder. Refuses to replace an existing checkpoint unless `force` (collections embedded with
         it would no longer match: re-ingest them into a new collection). The ssl tower starts from the backbone
-        of this home's trained clip tower when there is one of the same architecture (`from_clip=False`: from
-        random weights)."""
+        of this home's trained clip tower when there is one of the same architecture and held-out split
+        (`from_clip=False`: from random weights)."""
         from engine import training
 
         if space not in IMAGE_SPACES:
