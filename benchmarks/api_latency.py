@@ -28,8 +28,6 @@ import logging
 import os
 import random
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import serving  # noqa: E402
 from engine.evaluation import portable  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
@@ -163,12 +162,6 @@ def _shuffled(text: str | None, shuffler: random.Random) -> str | None:
 
 
 # ---------------------------------------------------------------------- server
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 # server modes: settings each server runs with (the engine defaults otherwise)
 MODES: dict[str, dict[str, str]] = {
     "concurrent": {"MEDSEARCH_CONCURRENT_READS": "true"},
@@ -186,8 +179,6 @@ MODE_PROCESSES: dict[str, int] = {"workers2": 2}  # processes that must answer /
 def start_server(home: Path, data: Path, port: int, mode: str, kg: bool, log: Path) -> subprocess.Popen:
     """`medsearch serve` on 127.0.0.1:port (API only) with the settings of `MODES[mode]`, returning once /health
     answers from every worker process (`MODE_PROCESSES`: a worker still loading would skew the first level)."""
-    import httpx
-
     env = {
         **os.environ,
         "MEDSEARCH_HOME": str(home),
@@ -197,47 +188,9 @@ def start_server(home: Path, data: Path, port: int, mode: str, kg: bool, log: Pa
         "MEDSEARCH_LOG_LEVEL": "WARNING",
         **MODES[mode],
     }
-    command = [
-        sys.executable,
-        "-m",
-        "ui.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-web",
-        *MODE_ARGS.get(mode, []),
-    ]
-    handle = open(log, "ab")  # noqa: SIM115 - closed with the process
-    server = subprocess.Popen(  # own process group, so stop_server reaches the workers too
-        command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    wanted, answered = MODE_PROCESSES.get(mode, 1), set()
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}; see {log}")
-        try:  # one fresh connection per probe, so the kernel hands them to different workers
-            response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-            if response.status_code == 200:
-                answered.add(response.json().get("process"))
-                if len(answered) >= wanted:
-                    return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1 if answered else 0.5)
-    stop_server(server)
-    raise RuntimeError(f"{len(answered)} of {wanted} server processes answered /health within 600 s; see {log}")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)  # the supervisor and its workers
-        server.wait(10)
+    args = ["--no-web", *MODE_ARGS.get(mode, [])]
+    server, _ = serving.start(env, args, port=port, processes=MODE_PROCESSES.get(mode, 1), log=log)
+    return server
 
 
 # ---------------------------------------------------------------------- load (second process)
@@ -359,7 +312,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         sent = dict.fromkeys(args.modes, 0)  # pool position per server: each server is sent each query once
         try:  # both servers up at once, levels interleaved: the machine's load drifts between minutes
             for mode in args.modes:
-                port = free_port()
+                port = serving.free_port()
                 log = Path(scratch) / f"server-{mode}.log"
                 servers[mode] = (
                     start_server(home, data, port, mode, not args.no_kg, log),
@@ -376,7 +329,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     logger.info("%s lock, %d clients: %s", mode, clients, result)
         finally:
             for server, _ in servers.values():
-                stop_server(server)
+                serving.stop(server)
     return summarise(build, levels, args, len(query_pool(data)))
 
 
@@ -435,7 +388,9 @@ def print_table(result: dict[str, Any]) -> None:
     target = result["target"]
     for mode, p95 in target["p95_ms_by_mode"].items():
         met = "met" if mode in target["met_by"] else "not met"
-        print(f"{mode}: p95 at {target['clients']} clients {p95} ms (target < {target['p95_ms_below']}): {met}")
+        print(
+            f"{mode}: p95 at {target['clients']} clients {p95} ms (target < {target['p95_ms_below']}): {met}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per concurrency level")
     parser.add_argument("--clients", default="1,10,50", help="comma-separated concurrency levels")
     parser.add_argument(
-        "--modes", default="concurrent,workers2,serial", help=f"server modes, compared in one run: {', '.join(MODES)}"
+        "--modes",
+        default="concurrent,workers2,serial",
+        help=f"server modes, compared in one run: {', '.join(MODES)}",
     )
     parser.add_argument("--search-mode", default="hybrid", choices=("hybrid", "dense", "keyword"))
     parser.add_argument("--no-kg", action="store_true", help="no knowledge graph (no concept ranker)")

@@ -17,8 +17,6 @@ import argparse
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +30,10 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-LOOPBACK = "127.0.0.1"
+sys.path.insert(0, str(REPO))
+
+from benchmarks import serving  # noqa: E402
+
 TEXTS = (
     "brain hemorrhage",
     "pleural effusion",
@@ -192,12 +193,6 @@ def _mix(ask: str | None, unavailable: str | None) -> str:
     return "search only (" + ("/ask did not answer a probe" if unavailable else "no /ask route") + ")"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
-
-
 def _prepare_home(home: Path, data: Path | None, env: dict[str, str]) -> None:
     """Ingest VQA-RAD into an empty home, and train its VQA model (for `/ask`) when the CLI can."""
     if not ((home / "collections").is_dir() and any((home / "collections").iterdir())):
@@ -223,45 +218,9 @@ def served(home: Path, data: Path | None, start_timeout: float = 300.0, workers:
     if data:
         env["MEDSEARCH_DATA"] = str(data)
     _prepare_home(home, data, env)
-    port = _free_port()
-    command = [sys.executable, "-m", "ui.cli", "serve", "--no-web", "--host", LOOPBACK, "--port", str(port)]
-    command += ["--workers", str(workers)]
-    server = subprocess.Popen(  # own process group: a kill reaches the workers too
-        command,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    answered: set[int] = set()
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"medsearch serve exited with {server.returncode}")
-            try:
-                # uvicorn accepts connections only once the lifespan (warm-up) is done; each probe is a new
-                # connection, so the workers answer in turn
-                response = httpx.get(f"{url}/health", timeout=2)
-                if response.status_code == 200:
-                    answered.add(response.json().get("process"))
-                    if len(answered) >= workers:
-                        break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("medsearch serve did not start in time")
-            time.sleep(0.5)
+    args = ["--no-web", "--workers", str(workers)]
+    with serving.running(env, args, processes=workers, timeout=start_timeout) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +22,6 @@ from ui.api.app import WORKER_CONFIG_ENV, create_worker_app, worker_config
 from ui.api.serve import TcpConfig, serve, tcp_listener
 from ui.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
 KEY = "workers-test-key"
 
 
@@ -110,7 +106,10 @@ def test_serve_reports_a_worker_that_failed_to_start(monkeypatch, tmp_path: Path
             pass
 
     monkeypatch.setattr(serve_module, "Multiprocess", Supervisor)
-    for name in (WORKER_CONFIG_ENV, *serve_module.THREAD_VARIABLES):  # serve() sets them: undone after the test
+    for name in (
+        WORKER_CONFIG_ENV,
+        *serve_module.THREAD_VARIABLES,
+    ):  # serve() sets them: undone after the test
         monkeypatch.setenv(name, os.environ.get(name, ""))
     with pytest.raises(serve_module.WorkerStartupError, match="4242"):
         serve(Settings(home=tmp_path, data=None), port=0, workers=2, web=False)
@@ -165,17 +164,10 @@ def workers_home(tmp_path_factory, shared_data: Path, ui_minilm) -> Path:
     return home
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def two_workers(workers_home: Path, tmp_path: Path) -> Iterator[str]:
-    import httpx
+    from benchmarks import serving
 
-    port = _free_port()
     env = {
         **os.environ,
         "MEDSEARCH_HOME": str(workers_home),
@@ -183,31 +175,9 @@ def two_workers(workers_home: Path, tmp_path: Path) -> Iterator[str]:
         "MEDSEARCH_API_KEY": KEY,
         "MEDSEARCH_LOG_LEVEL": "WARNING",
     }
-    command = [sys.executable, "-m", "ui.cli", "serve", "--port", str(port), "--no-web", "--workers", "2"]
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as out:  # own process group: the workers are stopped with it, even on kill
-        server = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert server.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the workers did not answer /health: " + log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+    args = ["--no-web", "--workers", "2"]
+    with serving.running(env, args, processes=1, log=tmp_path / "serve.log", timeout=240) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(10)
 
 
 def _connections_to_both_workers(url: str, count: int = 16, wait: float = 240) -> dict[int, list]:
