@@ -125,7 +125,7 @@ def _subset_metrics(
     image_scores = image_vectors @ image_vectors.T
     for name, values in labels.items():
         precision, _, queries = precision_at_k(image_scores, values, k)
-        out["image_to_image"][f"{name}_P@{k}"] = precision
+        out["image_to_image"][f"{name}_P@{k}"] = precision if queries else None  # JSON has no NaN
         out["image_to_image"][f"{name}_queries"] = queries
     return out
 
@@ -258,7 +258,7 @@ def plot_retrieval(results: Mapping[str, Any], path: str | Path) -> Path:
         left.bar(
             np.arange(len(cut_names)) + i * width, [text.get(c, 0.0) for c in cut_names], width, label=name
         )
-        values = [method["image_to_image"].get(f, 0.0) for f in field_names]
+        values = [method["image_to_image"].get(f) or 0.0 for f in field_names]
         right.bar(np.arange(len(field_names)) + i * width, values, width, label=name)
     left.set_xticks(np.arange(len(cut_names)) + 0.4 - width / 2, cut_names)
     left.set_title(f"caption -> image ({results['n_text_queries']} queries, {results['n_images']} images)")
@@ -285,7 +285,10 @@ def format_retrieval_table(results: Mapping[str, Any]) -> str:
     for name, method in rows:
         text = method.get("text_to_image") or {}
         cells = "".join(f"{text[c]:>8.3f}" if c in text else f"{'-':>8}" for c in cuts)
-        cells += "".join(f"{method['image_to_image'].get(f, float('nan')):>16.3f}" for f in fields)
+        cells += "".join(
+            f"{value:>16.3f}" if (value := method["image_to_image"].get(f)) is not None else f"{'-':>16}"
+            for f in fields
+        )
         lines.append(f"{name:<22}{cells}")
     return "\n".join(lines)
 
@@ -342,7 +345,7 @@ def run_retrieval_benchmark(
     results = evaluate_retrieval(split.validation, encoders, combine=combine, progress=progress)
     results.update({"split_rule": split.rule, "checkpoints": checkpoints})
     if out_json:
-        Path(out_json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        Path(out_json).write_text(json.dumps(results, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     if out_plot:
         plot_retrieval(results, out_plot)
     return results

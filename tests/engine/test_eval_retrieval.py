@@ -12,7 +12,13 @@ from PIL import Image
 
 from engine.datasets.record import Record
 from engine.encoders.base import l2_normalise
-from engine.evaluation.retrieval import evaluate_retrieval, plot_retrieval, precision_at_k, recall_at_k
+from engine.evaluation.retrieval import (
+    evaluate_retrieval,
+    format_retrieval_table,
+    plot_retrieval,
+    precision_at_k,
+    recall_at_k,
+)
 
 
 def test_recall_at_k_counts_the_target_rank() -> None:
@@ -99,6 +105,24 @@ def test_evaluate_retrieval_known_answers(striped_records: list[Record], tmp_pat
     assert results["chance"]["text_to_image"]["R@1"] == pytest.approx(1 / 8)
     assert set(results["methods"]) == {"random", "raw-pixel", "levels"}
     json.dumps(results)  # JSON-serialisable as the benchmark saves it
+    assert plot_retrieval(results, tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_unlabelled_source_has_no_precision(striped_records: list[Record], tmp_path: Path) -> None:
+    """A source whose images carry no label has no P@k: null in the JSON (strict JSON has no NaN)."""
+    unlabelled = Record(
+        id="other:image",
+        kind="image",
+        source="other",
+        image_path=striped_records[0].image_path,
+        caption="unlabelled",
+    )
+    results = evaluate_retrieval([*striped_records, unlabelled], {}, progress=False)
+    other = results["methods"]["raw-pixel"]["by_source"]["other"]["image_to_image"]
+    assert other["body_part_P@10"] is None and other["body_part_queries"] == 0
+    assert results["methods"]["raw-pixel"]["by_source"]["folder"]["image_to_image"]["body_part_P@10"] > 0
+    json.dumps(results, allow_nan=False)
+    assert "raw-pixel" in format_retrieval_table(results)
     assert plot_retrieval(results, tmp_path / "plot.png").stat().st_size > 0
 
 
