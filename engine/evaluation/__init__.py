@@ -21,3 +21,24 @@ def portable(value: Any, roots: dict[str, Path]) -> Any:
             if value == root_text or value.startswith(root_text + "/"):
                 return name + value[len(root_text) :]
     return value
+
+
+def write_results(path: str | Path, value: Any, indent: int = 1) -> Path:
+    """Save benchmark results as strict JSON: NaN and infinities (a metric with no question to average
+    over) become null, which every JSON parser reads; parent folders are created."""
+    import json
+    import math
+
+    def finite(item: Any) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: finite(inner) for key, inner in item.items()}
+        if isinstance(item, list | tuple):
+            return [finite(inner) for inner in item]
+        return item
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(finite(value), indent=indent, allow_nan=False) + "\n", encoding="utf-8")
+    return out

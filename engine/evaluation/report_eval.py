@@ -34,7 +34,7 @@ from tqdm import tqdm
 from engine.datasets.record import Record
 from engine.encoders.base import Encoder, l2_normalise
 from engine.encoders.images import open_image
-from engine.evaluation import portable
+from engine.evaluation import portable, write_results
 from engine.evaluation.text_metrics import (
     concept_f1,
     corpus_bleu,
@@ -270,10 +270,7 @@ def run_report_benchmark(
     }
     results = portable(results, {"<home>": home, "<data>": data})
     if out is not None:
-        import json
-
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(results, indent=1))
+        write_results(out, results)
     return results
 
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from engine.encoders.base import l2_normalise
 from engine.encoders.images import open_image, pixel_thumbnails
+from engine.evaluation import write_results
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -313,7 +314,6 @@ def run_retrieval_benchmark(
     Returns:
         `evaluate_retrieval`'s dict plus "split_rule" and "checkpoints" (each card's training summary).
     """
-    import json
 
     from engine.encoders.registry import create
     from engine.encoders.trained import TrainedEncoder
@@ -345,7 +345,7 @@ def run_retrieval_benchmark(
     results = evaluate_retrieval(split.validation, encoders, combine=combine, progress=progress)
     results.update({"split_rule": split.rule, "checkpoints": checkpoints})
     if out_json:
-        Path(out_json).write_text(json.dumps(results, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        write_results(out_json, results, indent=2)
     if out_plot:
         plot_retrieval(results, out_plot)
     return results

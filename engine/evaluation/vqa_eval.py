@@ -3,7 +3,6 @@ of `engine.vqa.evaluate.SYSTEMS`, shared by `medsearch eval vqa` and `benchmarks
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -119,7 +118,7 @@ def run_vqa_benchmark(
     every system, save JSON to `out` when given. `limit_images` keeps the first N images per dataset (tests)."""
     from engine.datasets import load
     from engine.encoders import create
-    from engine.evaluation import portable
+    from engine.evaluation import portable, write_results
 
     started = time.perf_counter()
     text_encoder = create("minilm")
@@ -150,6 +149,5 @@ def run_vqa_benchmark(
     results["targets"] = targets(results)
     results["seconds"] = round(time.perf_counter() - started, 1)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(portable(results, {"<home>": home, "<data>": data}), indent=2))
+        write_results(out, portable(results, {"<home>": home, "<data>": data}), indent=2)
     return results

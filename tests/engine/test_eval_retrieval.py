@@ -12,6 +12,7 @@ from PIL import Image
 
 from engine.datasets.record import Record
 from engine.encoders.base import l2_normalise
+from engine.evaluation import write_results
 from engine.evaluation.retrieval import (
     evaluate_retrieval,
     format_retrieval_table,
@@ -140,3 +141,17 @@ def test_identical_image_query_retrieves_itself(striped_records: list[Record]) -
     vectors = PixelEncoder().encode_images(images)
     scores = vectors @ vectors.T
     assert recall_at_k(scores, np.arange(8), ks=(1,))["R@1"] == 1.0
+
+
+def test_write_results_is_strict_json(tmp_path: Path) -> None:
+    """Benchmarks save through `write_results`: a metric averaged over nothing (NaN) is saved as null."""
+    out = write_results(
+        tmp_path / "sub" / "results.json",
+        {"closed": 0.5, "knowledge": float("nan"), "rows": [float("inf"), 1, ("a", float("-inf"))]},
+    )
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    saved = json.loads(out.read_text(), parse_constant=refuse)
+    assert saved == {"closed": 0.5, "knowledge": None, "rows": [None, 1, ["a", None]]}
