@@ -71,8 +71,9 @@ class Answer:
     answer: normalised short answer (yes/no, one of the question's options, or a short phrase).
     answer_type: "CLOSED" or "OPEN" as read from the question.
     confidence: the combined probability of the answer, in [0, 1].
-    citations: training pairs that support it: {qid, record_id, question, answer, similarity} (similarity: the
-        mean of the question cosine and the image cosine, in [-1, 1]).
+    citations: the training pairs consulted: {qid, record_id, question, answer, similarity, supports}
+        (similarity: the mean of the question cosine and the image cosine, in [-1, 1]; supports: the pair's
+        answer is this answer; when no near pair agrees, the closest ones consulted are cited with False).
     facts: graph facts used: {head, relation, value, record_id, weight}.
     sentence: a phrased answer with [n] citations (only when a generator or template phrasing was asked).
     """
@@ -309,12 +310,17 @@ class VqaService:
         ]
         predictions = self.model.predict(items, features)
         return [
-            self._answer(item, prediction, generator if phrase else None, phrase)
-            for item, prediction in zip(items, predictions, strict=True)
+            self._answer(item, prediction, generator if phrase else None, phrase, question.image)
+            for item, prediction, question in zip(items, predictions, questions, strict=True)
         ]
 
     def _answer(
-        self, item: VqaItem, prediction: VqaPrediction, generator: Generator | None, phrase: bool
+        self,
+        item: VqaItem,
+        prediction: VqaPrediction,
+        generator: Generator | None,
+        phrase: bool,
+        image: Image | None = None,
     ) -> Answer:
         # the kNN ranks by question cosine + mean image cosine; report their mean, in [-1, 1]
         scale = 2.0 if self.model.train_features.images else 1.0
@@ -325,6 +331,7 @@ class VqaService:
                 "question": self.questions.get(c.qid, ""),
                 "answer": c.answer,
                 "similarity": round(c.similarity / scale, 4),
+                "supports": c.answer == prediction.answer,
             }
             for c in prediction.citations
         )
@@ -340,7 +347,7 @@ class VqaService:
         )
         if not phrase:
             return answer
-        sentence, phrased_by = phrase_answer(answer, generator)
+        sentence, phrased_by = phrase_answer(answer, generator, image)
         return replace(answer, sentence=sentence, phrased_by=phrased_by)
 
 
@@ -354,20 +361,38 @@ def evidence_lines(answer: Answer) -> tuple[list[str], list[str]]:
 
 
 def template_sentence(answer: Answer) -> str:
-    """A sentence that states the decided answer and cites its evidence, without a language model."""
-    marks = "".join(f"[{n}]" for n in range(1, min(len(answer.citations), 3) + 1))
+    """A sentence that states the decided answer and cites its evidence, without a language model: the cases
+    that gave the same answer, or, when none of the nearest did, the cases consulted, said to differ."""
+    shown = answer.citations[:3]
+    marks = "".join(f"[{n}]" for n in range(1, len(shown) + 1))
     text = f"{answer.answer.capitalize()}"
     if answer.facts:
         fact = answer.facts[0]
         text += f" ({fact['head']}: {fact['relation'].replace('_', ' ')})"
-    if marks:
+    if marks and all(c.get("supports", True) for c in shown):
         text += f", as in the most similar prior cases {marks}"
+    elif marks:
+        text += f"; the most similar prior cases {marks} answered otherwise"
     return text + "."
 
 
-def phrase_answer(answer: Answer, generator: Generator | None) -> tuple[str, str]:
-    """(sentence, who phrased it). The generator's sentence is kept only if it contains the decided answer and
-    cites at least one numbered case that exists; otherwise the template sentence is returned."""
+def states_answer(text: str, answer: str) -> bool:
+    """Whether `text` states `answer`: its words appear as whole words, and for yes / no the opposite word does
+    not ("no" is not found in "nodule"; "Yes, ... no ..." does not state "no")."""
+    wanted = normalise_answer(answer)
+    words = normalise_answer(text).split()
+    if not wanted or not words:
+        return False
+    if wanted in ("yes", "no") and ("no" if wanted == "yes" else "yes") in words:
+        return False
+    size = len(wanted.split())
+    return any(" ".join(words[i : i + size]) == wanted for i in range(len(words) - size + 1))
+
+
+def phrase_answer(answer: Answer, generator: Generator | None, image: Image | None = None) -> tuple[str, str]:
+    """(sentence, who phrased it). The generator (given the image when there is one) must state the decided
+    answer (`states_answer`) and cite at least one numbered case that exists; otherwise, or when it fails, the
+    template sentence is returned."""
     from engine.rag.prompts import Context, build_messages, parse_citations
 
     if generator is None:
@@ -383,12 +408,16 @@ def phrase_answer(answer: Answer, generator: Generator | None) -> tuple[str, str
         task="vqa",
     )
     try:
-        text = generator.generate(messages, max_tokens=60).strip()
-    except EngineError as e:
-        logger.warning("generator failed (%s): template sentence used", e)
+        text = generator.generate(
+            messages, max_tokens=60, images=[image] if image is not None else None
+        ).strip()
+    except (
+        Exception
+    ) as e:  # any generator failure (server, model, template) leaves the decided answer standing
+        logger.warning("generator failed (%s: %s): template sentence used", type(e).__name__, e)
         return template_sentence(answer), "template"
     cited = parse_citations(text, len(answer.citations))
-    if answer.answer and normalise_answer(answer.answer) in normalise_answer(text) and cited:
+    if states_answer(text, answer.answer) and cited:
         return text, getattr(generator, "name", type(generator).__name__)
     logger.info("generator sentence %r lacks the answer or a citation: template sentence used", text[:120])
     return template_sentence(answer), "template"

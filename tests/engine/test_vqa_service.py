@@ -21,6 +21,7 @@ from engine.vqa.service import (
     VqaModelMissingError,
     VqaService,
     phrase_answer,
+    states_answer,
     template_sentence,
 )
 from engine.workspace import Workspace
@@ -92,6 +93,9 @@ def test_training_image_questions_are_answered_with_citations(service, train_ite
         for citation in answer.citations:
             assert citation["qid"] in by_qid and citation["record_id"] == by_qid[citation["qid"]].record_id
             assert citation["question"] == by_qid[citation["qid"]].question
+            assert citation["supports"] == (by_qid[citation["qid"]].answer == answer.answer)
+        # either the cases that gave this answer, or (none near did) the closest consulted, none agreeing
+        assert len({c["supports"] for c in answer.citations}) == 1
     assert answers[0].answer_type == "CLOSED" and answers[0].answer in {"yes", "no"} | set(
         service.model.vocabulary
     )
@@ -173,21 +177,25 @@ class FakeGenerator:
 
     def generate(self, messages, images=None, max_tokens=256, temperature=0.0) -> str:
         self.messages = messages
+        self.images = images
+        if isinstance(self.reply, Exception):
+            raise self.reply
         return self.reply
 
 
-def _answer() -> Answer:
+def _answer(answer: str = "yes", cited_answer: str = "yes") -> Answer:
     citations = tuple(
         {
             "qid": f"t{i}",
             "record_id": f"r{i}",
             "question": "Is there an effusion?",
-            "answer": "yes",
+            "answer": cited_answer,
             "similarity": 0.9,
+            "supports": cited_answer == answer,
         }
         for i in range(2)
     )
-    return Answer("q", "Is there an effusion?", "yes", "CLOSED", 0.8, citations)
+    return Answer("q", "Is there an effusion?", answer, "CLOSED", 0.8, citations)
 
 
 def test_generator_sentence_is_kept_only_when_it_states_the_answer_and_cites():
@@ -201,6 +209,33 @@ def test_generator_sentence_is_kept_only_when_it_states_the_answer_and_cites():
         assert by == "template" and sentence == template_sentence(_answer())
     assert template_sentence(_answer()) == "Yes, as in the most similar prior cases [1][2]."
     assert phrase_answer(_answer(), None) == (template_sentence(_answer()), "template")
+
+
+def test_answer_is_checked_word_by_word():
+    """'no' is not stated by "nodule", nor by a sentence that also says "yes"; phrases match as whole words."""
+    assert states_answer("No, there is no effusion [1].", "no")
+    assert not states_answer("Yes, there is a nodule [1].", "no")
+    assert not states_answer("Yes [1], although no mass is seen", "no")
+    assert not states_answer("There is a right cleft [1].", "left")
+    assert states_answer("The lesion is in the left lung [1].", "left lung")
+    assert not states_answer("The left upper lung [1].", "left lung")
+    for reply in ("Yes, there is a nodule [1].", "The right cleft [1]."):
+        no = _answer("no", "no")
+        assert phrase_answer(no, FakeGenerator(reply)) == (template_sentence(no), "template")
+
+
+def test_cases_that_answered_otherwise_are_not_said_to_agree():
+    differing = _answer("yes", cited_answer="no")
+    assert template_sentence(differing) == "Yes; the most similar prior cases [1][2] answered otherwise."
+
+
+def test_any_generator_failure_falls_back_to_the_template_and_the_image_is_passed():
+    failing = FakeGenerator(ValueError("this model has no chat template"))
+    assert phrase_answer(_answer(), failing) == (template_sentence(_answer()), "template")
+    image = Image.new("L", (8, 8))
+    seeing = FakeGenerator("Yes, an effusion [1].")
+    assert phrase_answer(_answer(), seeing, image)[1] == "fake" and seeing.images == [image]
+    assert phrase_answer(_answer(), seeing)[1] == "fake" and seeing.images is None
 
 
 def test_workspace_ask_refuses_a_model_trained_with_other_encoders(

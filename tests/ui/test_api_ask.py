@@ -40,6 +40,7 @@ def test_ask_json_answers_with_citations_that_link_to_images(client: TestClient,
     for citation in body["citations"]:
         assert citation["record_id"].startswith("vqa-rad:") and citation["question"]
         assert citation["image_url"], "cited VQA-RAD records are in the default collection"
+        assert citation["supports"] == (citation["answer"] == body["answer"])
     image = client.get(body["citations"][0]["image_url"])
     assert image.status_code == 200 and image.headers["content-type"].startswith("image/")
 

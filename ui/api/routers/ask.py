@@ -45,6 +45,9 @@ class CitationOut(BaseModel):
     question: str
     answer: str
     similarity: float
+    supports: bool = Field(
+        description="the case gave this answer (false: the nearest cases consulted disagreed)"
+    )
     image_url: str | None = None
 
 
@@ -113,7 +116,7 @@ async def ask(request: Request, engine: Engine, limits: Limits) -> AskResponse:
             held = _records_with_images(workspace, collection, [c["record_id"] for c in answer.citations])
         citations = [
             CitationOut(
-                **{k: c[k] for k in ("record_id", "qid", "question", "answer", "similarity")},
+                **{k: c[k] for k in ("record_id", "qid", "question", "answer", "similarity", "supports")},
                 image_url=image_url(request, c["record_id"], collection) if c["record_id"] in held else None,
             )
             for c in answer.citations
