@@ -3,15 +3,17 @@
 A case is what a report is written about: a MedPix case (its images share the case's findings and diagnosis)
 or an IU X-ray study. Image queries are searched in every image space (clip, ssl) and each space's ranking of
 *cases* (a case scores its best image) is fused by reciprocal rank fusion; a case's `similarity` is the mean
-over spaces of its best cosine (with an indication too, its hybrid ranking is fused in). A text-only query (the indication) goes through hybrid search (BM25 + dense
-text + concepts) and `similarity` is then the hybrid (RRF) score. Two retrievers share that rule: `SearchCaseRetriever` over a collection (CLI, API, web) and
+over spaces of its best cosine. With an indication too, its hybrid ranking is fused into the order, but the
+similarity stays the image cosine (a case only the text found keeps its hybrid score). A text-only query (the
+indication) goes through hybrid search (BM25 + dense text + concepts) and `similarity` is then the hybrid (RRF)
+score. Two retrievers share that rule: `SearchCaseRetriever` over a collection (CLI, API, web) and
 `EmbeddingCaseRetriever` over precomputed vectors (the benchmark).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -64,14 +66,21 @@ def has_report(record: Record) -> bool:
 
 def fuse_case_rankings(
     rankings: Mapping[str, Sequence[tuple[str, float]]],
+    similarity_from: Collection[str] | None = None,
 ) -> list[tuple[str, float, float]]:
-    """Fuse per-space case rankings [(case id, cosine)] by RRF -> [(case id, rrf score, mean cosine)]."""
-    cosines: dict[str, list[float]] = {}
-    for ranked in rankings.values():
-        for case, cosine in ranked:
-            cosines.setdefault(case, []).append(float(cosine))
+    """Fuse per-ranker case rankings [(case id, score)] by RRF -> [(case id, rrf score, similarity)].
+
+    A case's similarity is the mean of its scores in the rankers named by `similarity_from` (all when None:
+    scores on one scale, such as cosines), else, when none of those ranked it, the mean of its other scores.
+    """
+    chosen: dict[str, list[float]] = {}
+    others: dict[str, list[float]] = {}
+    for name, ranked in rankings.items():
+        into = chosen if similarity_from is None or name in similarity_from else others
+        for case, score in ranked:
+            into.setdefault(case, []).append(float(score))
     fused = reciprocal_rank_fusion({name: [case for case, _ in ranked] for name, ranked in rankings.items()})
-    return [(case, score, float(np.mean(cosines[case]))) for case, score, _ in fused]
+    return [(case, score, float(np.mean(chosen.get(case) or others[case]))) for case, score, _ in fused]
 
 
 class SearchCaseRetriever:
@@ -123,7 +132,8 @@ class SearchCaseRetriever:
         rankings = {
             name: sorted(best.items(), key=lambda item: -item[1]) for name, best in per_ranker.items()
         }
-        fused = fuse_case_rankings(rankings)[:k]
+        images_ranked = [name for name in rankings if name.startswith("image:")]  # cosines; "text" is RRF
+        fused = fuse_case_rankings(rankings, similarity_from=images_ranked or None)[:k]
         logger.info(
             "report retrieval: %d rankers, %d cases, kept %d", len(rankings), len(best_record), len(fused)
         )

@@ -281,7 +281,8 @@ class ReportDrafter:
             logger.warning("generator %s failed (%s): keeping the extractive draft", name, e)
             return _fallback(draft, name, f"generator error: {e}")
         required = {s.citation for s in draft.sentences}
-        reason = check_citations(answer, len(neighbours), required)
+        kept = coherent_subset(neighbours) if self.coherent else range(len(neighbours))
+        reason = check_citations(answer, len(neighbours), required, allowed={i + 1 for i in kept})
         if reason:
             logger.info("generator %s output rejected (%s): keeping the extractive draft", name, reason)
             return _fallback(draft, name, reason, answer)
@@ -290,17 +291,26 @@ class ReportDrafter:
         return replace(draft, findings=findings, impression=impression, phrasing=phrasing)
 
 
-def check_citations(answer: str, count: int, required: set[int]) -> str | None:
+def check_citations(
+    answer: str, count: int, required: set[int], allowed: set[int] | None = None
+) -> str | None:
     """Why a generated report is not acceptable, or None: it must have FINDINGS and IMPRESSION text, cite only
-    [1]..[count], keep every citation in `required`, and cite in every sentence."""
+    [1]..[count] and, when `allowed` is given, only those (the cases the draft may mix: one body region, or the
+    near-duplicate case alone), keep every citation in `required`, and cite in every sentence."""
     if not _IMPRESSION.search(answer):
         return "no IMPRESSION section"
+    findings, impression = _sections(answer)
+    if not findings or not impression:
+        return f"empty {'FINDINGS' if not findings else 'IMPRESSION'} section"
     cited = [int(n) for n in _CITATION.findall(answer)]
     if not cited:
         return "no citations"
     unknown = sorted({n for n in cited if not 1 <= n <= count})
     if unknown:
         return f"cites {unknown}, not retrieved cases (1..{count})"
+    excluded = sorted({n for n in cited if allowed is not None and n not in allowed})
+    if excluded:
+        return f"cites {excluded}, cases the draft left out (another body region, or not the matching case)"
     dropped = sorted(required - set(cited))
     if dropped:
         return f"dropped citations {dropped}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +227,12 @@ def test_draft_report_through_a_workspace_collection(tmp_path: Path, tiny_medpix
         assert all(s.citation <= len(draft.citations) for s in draft.sentences)
         text = draft_report(workspace, indication="bladder diverticulum hematuria", collection="medpix", k=3)
         assert text.query == "text" and "medpix:MPX1009" in {c.case_id for c in text.citations}
+        # image + indication: the text ranking joins the order, the similarity stays the image cosine
+        both = draft_report(
+            workspace, open_image(query.image_path), indication="hematuria", collection="medpix", k=3
+        )
+        assert both.query == "image+text" and both.citations[0].case_id == "medpix:MPX1009"
+        assert both.citations[0].similarity == pytest.approx(1.0, abs=1e-4)
 
 
 # ---------------------------------------------------------------------------- generator phrasing
@@ -266,15 +273,18 @@ def test_generator_without_citations_falls_back(drafter):
     assert "Indication: hematuria" in generator.messages[-1]["content"]
 
 
-def test_generator_citing_unknown_or_dropping_cases_falls_back(drafter):
+def test_generator_citing_unknown_or_dropping_cases_falls_back(drafter, medpix):
     unknown = drafter.draft(indication="x", generator=FakeGenerator("FINDINGS: A [9]. IMPRESSION: B [1]."))
     assert "not retrieved" in unknown.phrasing["fallback_reason"]
-    extractive = drafter.draft(indication="x")
-    if len({s.citation for s in extractive.sentences}) > 1:
-        dropped = drafter.draft(
-            indication="x", generator=FakeGenerator("FINDINGS: A [1]. IMPRESSION: B [1].")
-        )
-        assert dropped.phrasing["fallback_reason"].startswith("dropped citations")
+    # no near-duplicate top case (similarity < 0.99), so the draft mixes cases and a rewrite can drop one
+    mixed = [
+        replace(n, similarity=n.similarity - 0.2)
+        for n in neighbours_of(medpix, ("MPX1009", "MPX1074", "MPX1109"))
+    ]
+    mixing = ReportDrafter(ListRetriever(mixed), linker=fake_linker)
+    assert len({s.citation for s in mixing.draft(indication="x").sentences}) > 1
+    dropped = mixing.draft(indication="x", generator=FakeGenerator("FINDINGS: A [1]. IMPRESSION: B [1]."))
+    assert dropped.phrasing["fallback_reason"].startswith("dropped citations")
 
 
 def test_generator_that_keeps_citations_is_used(drafter):
@@ -288,6 +298,17 @@ def test_generator_that_keeps_citations_is_used(drafter):
     assert check_citations(
         "FINDINGS: A mass [1]. The rest is uncited. IMPRESSION: Mass [1].", 3, {1}
     ).startswith("sentence without")
+
+
+def test_rewrites_with_an_empty_section_or_a_left_out_case_are_refused(drafter, medpix):
+    assert check_citations("FINDINGS: IMPRESSION: Pneumonia [1].", 3, {1}) == "empty FINDINGS section"
+    assert check_citations("FINDINGS: A mass [1]. IMPRESSION:", 3, {1}) == "empty IMPRESSION section"
+    ok = "FINDINGS: A mass [1]. Fluid [2]. IMPRESSION: Mass [1]."
+    assert check_citations(ok, 3, {1}) is None
+    assert check_citations(ok, 3, {1}, allowed={1}).startswith("cites [2], cases the draft left out")
+    # the drafter's top case is a near-duplicate (similarity 1.0): a rewrite may cite that case only
+    left_out = drafter.draft(indication="x", generator=FakeGenerator(ok))
+    assert left_out.phrasing["fallback_reason"].startswith("cites [2], cases the draft left out")
 
 
 # ---------------------------------------------------------------------------- benchmark
