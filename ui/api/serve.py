@@ -84,7 +84,9 @@ def serve(
         sock.close()
     failed = [process.pid for process in supervisor.processes if process.exitcode == STARTUP_FAILURE]
     if failed:
-        raise WorkerStartupError(f"worker process(es) {failed} failed to start; their log lines above say why")
+        raise WorkerStartupError(
+            f"worker process(es) {failed} failed to start; their log lines above say why"
+        )
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
