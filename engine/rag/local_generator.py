@@ -187,9 +187,15 @@ class LocalGenerator:
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         options = self._options(max_tokens, temperature)
 
+        failure: list[BaseException] = []
+
         def run() -> None:
-            with self._lock, _torch_threads(self.threads), torch.inference_mode():
-                self.model.generate(**inputs, **options, streamer=streamer)
+            try:
+                with self._lock, _torch_threads(self.threads), torch.inference_mode():
+                    self.model.generate(**inputs, **options, streamer=streamer)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread below
+                failure.append(e)
+                streamer.end()  # else the reading loop below waits forever for the next token
 
         worker = threading.Thread(target=run, name="local-generator", daemon=True)
         worker.start()
@@ -202,3 +208,5 @@ class LocalGenerator:
                     yield piece
         finally:
             worker.join()
+        if failure:
+            raise failure[0]

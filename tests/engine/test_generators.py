@@ -121,6 +121,26 @@ def test_local_generator_answers_short_prompt(local_generator) -> None:
     assert latency < 20, detail
 
 
+def test_local_stream_raises_a_generation_error_instead_of_hanging(local_generator) -> None:
+    """transformers refuses max_new_tokens=0 inside the worker thread; the stream must end and raise it."""
+    import threading
+
+    outcome: list[BaseException | list[str]] = []
+
+    def consume() -> None:
+        try:
+            outcome.append(list(local_generator.stream([{"role": "user", "content": "Hi"}], max_tokens=0)))
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            outcome.append(e)
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "stream() hung after the generation thread failed"
+    assert isinstance(outcome[0], ValueError), outcome
+    assert local_generator.generate([{"role": "user", "content": "Hi"}], max_tokens=3)  # lock released
+
+
 def test_local_generator_reloads_from_converted_cache(local_generator) -> None:
     from engine.rag import local_generator as module
 
