@@ -242,7 +242,7 @@ def _read_qa_file(path: Path) -> list[tuple[str, str, str]]:
 def cmd_ask_batch(args: argparse.Namespace) -> int:
     from engine.errors import ImageReadError
     from engine.ingest import load_image
-    from engine.vqa.service import Question
+    from engine.vqa.service import MAX_QUESTION_CHARS, Question
 
     rows = _read_qa_file(Path(args.input))
     images_dir = Path(args.images).resolve()
@@ -258,6 +258,10 @@ def cmd_ask_batch(args: argparse.Namespace) -> int:
                 path = (images_dir / name).resolve()
                 if not question.strip():
                     lines[qid] = {"qid": qid, "answer": None, "error": "empty question"}
+                    continue
+                if len(question) > MAX_QUESTION_CHARS:
+                    error = f"question is {len(question)} characters (limit {MAX_QUESTION_CHARS})"
+                    lines[qid] = {"qid": qid, "answer": None, "error": error}
                     continue
                 if not path.is_relative_to(images_dir):
                     lines[qid] = {"qid": qid, "answer": None, "error": f"{name}: outside the images folder"}
@@ -665,7 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--images", required=True, help="folder the image names are relative to")
     p.add_argument("--output", required=True, help='JSONL: {"qid", "answer", "confidence", "citations", ...}')
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="questions encoded together")
     _add_generator_options(p)
 
     p = parsers["train"]

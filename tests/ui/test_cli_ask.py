@@ -52,6 +52,7 @@ def test_ask_batch_reads_vqa_rad_and_slake_formats(capsys, ui_home, vqa_model, i
         {"qid": 2, "image_name": images[1].name, "question": "What organ is shown?"},
         {"qid": 3, "image_name": "missing.jpg", "question": "Is it normal?"},
         {"qid": 4, "image_name": "../../etc/passwd", "question": "Is it normal?"},
+        {"qid": 5, "image_name": images[0].name, "question": "Is it normal? " * 100},
     ]
     (tmp_path / "qa.json").write_text(json.dumps(rows))
     out_file = tmp_path / "pred.jsonl"
@@ -61,12 +62,13 @@ def test_ask_batch_reads_vqa_rad_and_slake_formats(capsys, ui_home, vqa_model, i
     )  # fmt: skip
     assert code == 0, err
     lines = [json.loads(line) for line in out_file.read_text().splitlines()]
-    assert [line["qid"] for line in lines] == ["1", "2", "3", "4"]
+    assert [line["qid"] for line in lines] == ["1", "2", "3", "4", "5"]
     assert lines[0]["answer"] in {"yes", "no"} and lines[0]["citations"]
     assert lines[1]["answer"] and 0 <= lines[1]["confidence"] <= 1
     assert lines[2]["answer"] is None and "missing.jpg" in lines[2]["error"]
     assert lines[3]["answer"] is None and "outside the images folder" in lines[3]["error"]
-    assert "2 answered, 2 failed" in err
+    assert lines[4]["answer"] is None and "1400 characters (limit 1000)" in lines[4]["error"]
+    assert "2 answered, 3 failed" in err and not out_file.with_suffix(".jsonl.tmp").exists()
     slake = [{"qid": 7, "img_name": images[0].name, "question": "Is this an MRI?"}]
     (tmp_path / "slake.json").write_text(json.dumps(slake))
     code, _, err = run(
