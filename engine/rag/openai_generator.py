@@ -165,11 +165,14 @@ class OpenAIGenerator:
         try:
             with self.client.stream("POST", path, json=payload) as response:
                 self._check(response, path)
+                started = False
                 for line in response.iter_lines():
                     piece = self._delta(line, path)
                     if piece is None:
                         return
+                    piece = piece if started else piece.lstrip()  # match generate(), which strips
                     if piece:
+                        started = True
                         yield piece
         except httpx.TimeoutException as e:
             raise GeneratorRequestError(
@@ -191,5 +194,13 @@ class OpenAIGenerator:
             raise GeneratorRequestError(
                 f"{self.url}{path} sent an event that is not JSON: {data[:200]!r}"
             ) from e
+        if not isinstance(event, dict):
+            raise GeneratorRequestError(
+                f"{self.url}{path} sent an event that is not an object: {data[:200]!r}"
+            )
+        if "error" in event or event.get("object") == "error":  # servers report mid-stream failures this way
+            error = event.get("error", event)
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise GeneratorRequestError(f"{self.url}{path} failed while streaming: {message}")
         choices = event.get("choices") or [{}]
         return str((choices[0].get("delta") or {}).get("content") or "")

@@ -192,7 +192,12 @@ def _server_app():
         def events() -> Iterator[str]:
             for index, word in enumerate(answer.split(" ")):
                 delta = {"content": word if index == 0 else " " + word}
+                if index == 0:
+                    delta["content"] = "  " + delta["content"]  # leading blanks: stream strips them too
                 yield f"data: {json.dumps({'choices': [{'index': 0, 'delta': delta}]})}\n\n"
+                if body["model"] == "fails-mid-stream":
+                    yield f"data: {json.dumps({'error': {'message': 'out of memory', 'code': 500}})}\n\n"
+                    return
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -252,6 +257,8 @@ def test_openai_http_errors_are_clear(openai_server) -> None:
         broken.generate(messages)
     with pytest.raises(GeneratorRequestError, match="HTTP 500"):
         list(broken.stream(messages))
+    with pytest.raises(GeneratorRequestError, match="failed while streaming: out of memory"):
+        list(rag.create(f"openai:{url}", model="fails-mid-stream").stream(messages))
     with pytest.raises(GeneratorRequestError, match="did not return JSON"):
         rag.create(f"openai:{url}", model="not-json").generate(messages)
     with socket.socket() as probe:
