@@ -50,7 +50,8 @@ class ExtractiveGenerator:
         max_tokens: int = 256,
         temperature: float = 0.0,
     ) -> str:
-        """The best-matching context sentence(s) with citations, cut to `max_tokens` words."""
+        """The best-matching context sentence(s) with citations, cut to `max_tokens` words (a cut sentence
+        keeps its citation; the citation counts as a word)."""
         contexts = read_contexts(messages)
         if not contexts:
             logger.debug("no Context: section in the messages; nothing to extract")
@@ -67,9 +68,14 @@ class ExtractiveGenerator:
         candidates.sort()
         chosen = candidates[: self.max_sentences]
         chosen.sort(key=lambda item: (item[1], item[2]))  # read in context order
-        answer = " ".join(f"{sentence} [{citation}]" for _, citation, _, sentence in chosen)
-        words = answer.split()
-        return " ".join(words[:max_tokens]) if len(words) > max_tokens else answer
+        parts, budget = [], max(max_tokens, 2)
+        for _, citation, _, sentence in chosen:
+            if budget < 2:  # no room for a word and its citation
+                break
+            words = sentence.split()[: budget - 1]
+            parts.append(f"{' '.join(words)} [{citation}]")
+            budget -= len(words) + 1
+        return " ".join(parts)
 
     def stream(
         self,

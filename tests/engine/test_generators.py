@@ -1,6 +1,7 @@
 """Generators: registry, prompts, extractive, the real local GGUF model, a real OpenAI-compatible server, vLLM."""
 
 import json
+import re
 import socket
 import sys
 import threading
@@ -84,6 +85,15 @@ def test_extractive_answers_from_best_sentence_deterministically() -> None:
     two = rag.create("extractive", max_sentences=2).generate(build_messages("pneumonia heart size", CONTEXTS))
     assert two == "The heart size is normal. [1] There is a right lower lobe pneumonia. [1]"
     assert parse_citations(two) == [1]
+
+
+def test_extractive_cut_keeps_the_citation() -> None:
+    messages = build_messages("pneumonia heart size", CONTEXTS)
+    full = rag.create("extractive", max_sentences=2).generate(messages)
+    for budget in (2, 5, 9):
+        cut = rag.create("extractive", max_sentences=2).generate(messages, max_tokens=budget)
+        assert len(cut.split()) <= budget and re.search(r"\[\d\]$", cut), cut
+        assert full.startswith(cut.rsplit(" [", 1)[0])
 
 
 def test_extractive_without_context() -> None:
