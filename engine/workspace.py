@@ -256,7 +256,7 @@ class Workspace:
         with self._lock:
             if name not in self._generators:
                 options: dict[str, Any] = {}
-                if name == "local":
+                if name.partition(":")[0] == "local":  # "local" and "local:PATH.gguf"
                     options["cache_dir"] = self.settings.models_dir / "generators"
                 self._generators[name] = create_generator(name, **options)
             return self._generators[name]

@@ -167,6 +167,20 @@ def test_local_generator_reloads_from_converted_cache(local_generator) -> None:
     assert seconds < 15, f"cached reload took {seconds:.1f}s"
 
 
+def test_workspace_gives_every_local_model_the_home_cache(tmp_path, monkeypatch) -> None:
+    from engine.settings import Settings
+    from engine.workspace import Workspace
+
+    made = {}
+    monkeypatch.setattr(rag, "create", lambda name, **options: made.setdefault(name, options) or object())
+    with Workspace(Settings(home=tmp_path, data=None, kg_enabled=False)) as workspace:
+        for name in ("local", "local:/models/other.gguf", "extractive"):
+            workspace.generator(name)
+    cache = tmp_path / "models" / "generators"
+    assert made["local"]["cache_dir"] == cache and made["local:/models/other.gguf"]["cache_dir"] == cache
+    assert "cache_dir" not in made["extractive"]
+
+
 # --- openai: a real local OpenAI-compatible server ----------------------------------------------
 
 
