@@ -199,8 +199,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(draft.text)
     print()
     for citation in draft.citations:
+        unused = "" if citation.sentences else "; retrieved, not used in the draft"
         print(
-            f"[{citation.number}] {citation.record_id} (case {citation.case_id}, similarity {citation.similarity:.2f})"
+            f"[{citation.number}] {citation.record_id} (case {citation.case_id}, "
+            f"similarity {citation.similarity:.2f}{unused})"
         )
     for fact in draft.facts:
         print(f"fact: {fact}")

@@ -76,9 +76,15 @@ def test_report_cli_prints_the_draft_and_json(capsys, ui_home: Path):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert out.startswith("FINDINGS:") and "IMPRESSION:" in out and "[1] " in out
-    code = main(["--home", str(ui_home), "report", "--indication", INDICATION, "--json"])
+    listed = [line for line in out.splitlines() if re.match(r"\[\d+\] ", line)]
+    code = main(["--home", str(ui_home), "report", "--indication", INDICATION, "--k", "4", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    _check_cited(json.loads(out))
+    draft = json.loads(out)
+    _check_cited(draft)
+    # every retrieved case is listed; those the draft took nothing from say so
+    assert len(listed) == len(draft["citations"])
+    for line, citation in zip(listed, draft["citations"], strict=True):
+        assert ("not used in the draft" in line) == (not citation["sentences"]), (line, citation)
     assert main(["--home", str(ui_home), "report"]) == 2
     assert "--image" in capsys.readouterr().err
