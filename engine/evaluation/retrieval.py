@@ -66,19 +66,30 @@ class PixelEncoder:
         raise NotImplementedError("raw pixels embed no text")
 
 
-def recall_at_k(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+def recall_at_k(
+    scores: np.ndarray, targets: np.ndarray, ks: Sequence[int], groups: Sequence[Any] | None = None
+) -> dict[str, float]:
     """Text -> image recall: share of queries whose target image ranks within the top k.
 
     Args:
         scores: float (n_queries, n_gallery), higher = closer.
         targets: int (n_queries,), the gallery index of each query's image.
         ks: cut-offs.
+        groups: optional (n_gallery,) keys; every gallery image with its target's key is a hit too (images
+            whose captions are identical: one caption cannot tell them apart).
 
     Returns:
-        {"R@k": recall} for each k, plus "median_rank" (1-based; ties broken by gallery order).
+        {"R@k": recall} for each k, plus "median_rank" (1-based rank of the first hit; ties broken by gallery
+        order).
     """
     order = np.argsort(-scores, axis=1, kind="stable")
-    ranks = np.argmax(order == np.asarray(targets)[:, None], axis=1) + 1
+    targets = np.asarray(targets)
+    if groups is None:
+        hits = order == targets[:, None]
+    else:
+        keys = np.asarray(groups, dtype=object)
+        hits = keys[order] == keys[targets][:, None]
+    ranks = np.argmax(hits, axis=1) + 1
     out = {f"R@{k}": float(np.mean(ranks <= k)) for k in ks}
     out["median_rank"] = float(np.median(ranks))
     return out
@@ -118,11 +129,13 @@ def _subset_metrics(
     labels: Mapping[str, Sequence[str | None]],
     ks: Sequence[int],
     k: int,
+    caption_keys: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of one method on one set of images (text queries at `text_rows` of the images)."""
+    """Metrics of one method on one set of images (text queries at `text_rows` of the images; an image whose
+    caption key equals the query's counts as found)."""
     out: dict[str, Any] = {"text_to_image": None, "image_to_image": {}}
     if text_vectors is not None and len(text_rows):
-        out["text_to_image"] = recall_at_k(text_vectors @ image_vectors.T, text_rows, ks)
+        out["text_to_image"] = recall_at_k(text_vectors @ image_vectors.T, text_rows, ks, caption_keys)
     image_scores = image_vectors @ image_vectors.T
     for name, values in labels.items():
         precision, _, queries = precision_at_k(image_scores, values, k)
@@ -177,6 +190,8 @@ def evaluate_retrieval(
     captions_all = [query_caption(r) for r in items]
     text_rows = np.array([i for i, caption in enumerate(captions_all) if caption], dtype=np.int64)
     captions = [captions_all[i] for i in text_rows]
+    keys = [caption_key(caption) for caption in captions_all]
+    shared = Counter(key for key in keys if key)
     labels = {name: [getattr(r, name) for r in items] for name in fields}
     methods: dict[str, Encoder] = {}
     if baselines:
@@ -187,22 +202,23 @@ def evaluate_retrieval(
     for name, encoder in methods.items():
         started = time.perf_counter()
         vectors[name] = _encode(encoder, images, captions)
-        results[name] = _method_results(vectors[name], items, text_rows, labels, ks, k)
+        results[name] = _method_results(vectors[name], items, text_rows, labels, ks, k, keys)
         results[name]["seconds"] = round(time.perf_counter() - started, 2)
         logger.info("evaluated %s in %.1fs", name, results[name]["seconds"])
     for name, parts in (combine or {}).items():
         fused = l2_normalise(np.concatenate([vectors[part][0] for part in parts], axis=1))
-        results[name] = _method_results((fused, None), items, text_rows, labels, ks, k)
+        results[name] = _method_results((fused, None), items, text_rows, labels, ks, k, keys)
         results[name]["combines"] = list(parts)
     return {
         "n_images": len(items),
         "n_text_queries": int(len(text_rows)),
+        "n_shared_caption_queries": int(sum(shared[keys[row]] > 1 for row in text_rows)),
         "ks": list(ks),
         "k": k,
         "fields": list(fields),
         "sources": dict(Counter(r.source for r in items)),
         "label_counts": {name: dict(Counter(v for v in values if v)) for name, values in labels.items()},
-        "chance": _chance(items, labels, ks, k),
+        "chance": _chance(items, labels, ks, k, [keys[row] for row in text_rows], shared),
         "methods": results,
     }
 
@@ -214,10 +230,11 @@ def _method_results(
     labels: Mapping[str, Sequence[str | None]],
     ks: Sequence[int],
     k: int,
+    caption_keys: Sequence[str | None],
 ) -> dict[str, Any]:
     """Overall metrics plus the same per source (queries and gallery restricted to that source)."""
     image_vectors, text_vectors = vectors
-    out = _subset_metrics(image_vectors, text_vectors, text_rows, labels, ks, k)
+    out = _subset_metrics(image_vectors, text_vectors, text_rows, labels, ks, k, caption_keys)
     out["by_source"] = {}
     sources = np.array([r.source for r in items])
     for source in sorted(set(sources.tolist())):
@@ -227,18 +244,41 @@ def _method_results(
         sub_text = text_vectors[query_mask] if text_vectors is not None else None
         sub_rows = np.array([position[row] for row in text_rows[query_mask]], dtype=np.int64)
         sub_labels = {name: [values[i] for i in rows] for name, values in labels.items()}
-        out["by_source"][source] = _subset_metrics(image_vectors[rows], sub_text, sub_rows, sub_labels, ks, k)
+        out["by_source"][source] = _subset_metrics(
+            image_vectors[rows], sub_text, sub_rows, sub_labels, ks, k, [caption_keys[i] for i in rows]
+        )
     return out
 
 
 def _chance(
-    items: Sequence[Record], labels: Mapping[str, Sequence[str | None]], ks: Sequence[int], k: int
+    items: Sequence[Record],
+    labels: Mapping[str, Sequence[str | None]],
+    ks: Sequence[int],
+    k: int,
+    query_keys: Sequence[str | None] = (),
+    group_sizes: Mapping[str, int] | None = None,
 ) -> dict:
-    """Expected metrics of a random ranking over the same gallery."""
+    """Expected metrics of a random ranking over the same gallery (a query with g images sharing its caption
+    finds one in the top k with probability 1 - C(n-g, k) / C(n, k))."""
     n = max(len(items), 1)
     dummy = np.zeros((len(items), len(items)))
     image = {f"{name}_P@{k}": precision_at_k(dummy, values, k)[1] for name, values in labels.items()}
-    return {"text_to_image": {f"R@{cut}": min(1.0, cut / n) for cut in ks}, "image_to_image": image}
+    sizes = [max((group_sizes or {}).get(key, 1), 1) if key else 1 for key in query_keys] or [1]
+    text = {f"R@{cut}": float(np.mean([_random_hit(n, g, cut) for g in sizes])) for cut in ks}
+    return {"text_to_image": text, "image_to_image": image}
+
+
+def _random_hit(n: int, relevant: int, k: int) -> float:
+    """Probability that a uniformly random ranking of n items puts one of `relevant` items in its top k."""
+    miss = 1.0
+    for i in range(min(k, n)):
+        miss *= max(n - relevant - i, 0) / (n - i)
+    return 1.0 - miss
+
+
+def caption_key(caption: str | None) -> str | None:
+    """Captions compared case- and space-insensitively (identical captions name the same set of images)."""
+    return " ".join(caption.lower().split()) if caption else None
 
 
 def plot_retrieval(results: Mapping[str, Any], path: str | Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,24 @@ def test_recall_at_k_counts_the_target_rank() -> None:
         "R@3": 1.0,
         "median_rank": 2.0,
     }
+
+
+def test_recall_counts_images_with_the_same_caption_as_hits() -> None:
+    """Images 0 and 2 share a caption: a query for either is answered by whichever ranks first."""
+    scores = np.array([[0.1, 0.5, 0.9], [0.9, 0.5, 0.1]])
+    plain = recall_at_k(scores, np.array([0, 1]), ks=(1, 2))
+    grouped = recall_at_k(scores, np.array([0, 1]), ks=(1, 2), groups=["a", "b", "a"])
+    assert plain["R@1"] == 0.0 and grouped["R@1"] == 0.5  # query 0 finds image 2 (same caption) first
+    assert grouped["R@2"] == 1.0 and grouped["median_rank"] == 1.5
+
+
+def test_random_hit_probability() -> None:
+    from engine.evaluation.retrieval import _random_hit
+
+    assert _random_hit(10, 1, 3) == pytest.approx(0.3)
+    assert _random_hit(10, 2, 1) == pytest.approx(0.2)
+    assert _random_hit(10, 2, 2) == pytest.approx(1 - (8 / 10) * (7 / 9))
+    assert _random_hit(3, 3, 1) == 1.0
 
 
 def test_precision_at_k_excludes_self_and_unlabelled() -> None:
@@ -107,6 +126,16 @@ def test_evaluate_retrieval_known_answers(striped_records: list[Record], tmp_pat
     assert set(results["methods"]) == {"random", "raw-pixel", "levels"}
     json.dumps(results)  # JSON-serialisable as the benchmark saves it
     assert plot_retrieval(results, tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_identical_captions_count_every_image_they_describe(striped_records: list[Record]) -> None:
+    """Two images captioned alike: the caption query of each is found when either image ranks first."""
+    twins = [replace(r, caption="level 0") if r.caption == "level 1" else r for r in striped_records]
+    results = evaluate_retrieval(twins, {"levels": _LevelEncoder()}, progress=False)
+    assert results["n_shared_caption_queries"] == 2
+    assert results["methods"]["levels"]["text_to_image"]["R@1"] == 1.0  # "level 0" finds image 0, which counts
+    n = len(twins)
+    assert results["chance"]["text_to_image"]["R@1"] == pytest.approx((6 * 1 / n + 2 * 2 / n) / n)
 
 
 def test_unlabelled_source_has_no_precision(striped_records: list[Record], tmp_path: Path) -> None:
