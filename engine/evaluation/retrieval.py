@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from engine.encoders.base import l2_normalise
 from engine.encoders.images import open_image, pixel_thumbnails
+from engine.errors import ImageReadError
 from engine.evaluation import write_results
 
 if TYPE_CHECKING:
@@ -185,8 +186,14 @@ def evaluate_retrieval(
     """
     from engine.training.data import image_records, query_caption
 
-    items = image_records(records)
-    images = [open_image(r.image_path) for r in tqdm(items, desc="reading images", disable=not progress)]
+    items, images, unreadable = [], [], []
+    for record in tqdm(image_records(records), desc="reading images", disable=not progress):
+        try:
+            images.append(open_image(record.image_path))
+            items.append(record)
+        except ImageReadError as e:  # one bad file must not sink the whole evaluation
+            logger.warning("left out of the evaluation: %s", e)
+            unreadable.append(record.id)
     captions_all = [query_caption(r) for r in items]
     text_rows = np.array([i for i, caption in enumerate(captions_all) if caption], dtype=np.int64)
     captions = [captions_all[i] for i in text_rows]
@@ -211,6 +218,7 @@ def evaluate_retrieval(
         results[name]["combines"] = list(parts)
     return {
         "n_images": len(items),
+        "unreadable_images": unreadable,
         "n_text_queries": int(len(text_rows)),
         "n_shared_caption_queries": int(sum(shared[keys[row]] > 1 for row in text_rows)),
         "ks": list(ks),

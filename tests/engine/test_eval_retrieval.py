@@ -138,6 +138,15 @@ def test_identical_captions_count_every_image_they_describe(striped_records: lis
     assert results["chance"]["text_to_image"]["R@1"] == pytest.approx((6 * 1 / n + 2 * 2 / n) / n)
 
 
+def test_an_unreadable_image_is_left_out_not_fatal(striped_records: list[Record], tmp_path: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    bad = replace(striped_records[0], id="folder:broken", image_path=str(broken))
+    results = evaluate_retrieval([*striped_records, bad], {"levels": _LevelEncoder()}, progress=False)
+    assert results["n_images"] == 8 and results["unreadable_images"] == ["folder:broken"]
+    assert results["methods"]["levels"]["text_to_image"]["R@1"] == 1.0
+
+
 def test_unlabelled_source_has_no_precision(striped_records: list[Record], tmp_path: Path) -> None:
     """A source whose images carry no label has no P@k: null in the JSON (strict JSON has no NaN)."""
     unlabelled = Record(
