@@ -8,6 +8,7 @@ that treats identical texts as shared positives, plus metadata heads (modality, 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from engine.training.checkpoint import prefixed, save_checkpoint
 from engine.training.config import ClipTrainConfig
 from engine.training.data import (
     image_records,
-    load_image_bank,
+    load_training_bank,
     metadata_labels,
     metadata_vocab,
     record_texts,
@@ -44,6 +45,7 @@ from engine.training.losses import image_text_loss, metadata_loss
 from engine.training.models import ImageTower, text_projection
 
 logger = logging.getLogger(__name__)
+_SIDE = re.compile(r"\b(left|right|lt|rt)\b", re.IGNORECASE)
 
 PRIMARY_TEXT_PROBABILITY = 0.5  # how often a step shows an image with its caption-like text
 
@@ -61,19 +63,26 @@ class ClipData:
     vocab: dict[str, list[str]]
     flip: torch.Tensor  # bool (n,)
     text_kinds: dict[str, int]
+    near_duplicates_dropped: int = 0
 
 
 def prepare_clip_data(
-    records: Sequence[Record], config: ClipTrainConfig, text_encoder: Encoder, progress: bool = True
+    records: Sequence[Record],
+    config: ClipTrainConfig,
+    text_encoder: Encoder,
+    progress: bool = True,
+    held_out: Sequence[Record] = (),
 ) -> ClipData:
-    """Decode training images, build their texts and embed every distinct text once with the locked tower.
+    """Decode training images (minus near-duplicates of `held_out` ones), build their texts and embed every
+    distinct text once with the locked tower.
 
     Raises:
         TrainingDataError: no record has both a readable image and a text.
     """
     candidates = [r for r in image_records(records) if record_texts(r)]
-    bank, kept = load_image_bank([str(r.image_path) for r in candidates], config.image.size, progress)
-    kept_records = [candidates[i] for i in kept]
+    bank, kept_records, dropped = load_training_bank(
+        candidates, held_out, config.image.size, config.split, progress
+    )
     if not kept_records:
         raise TrainingDataError("no image-text pairs to train on: no record has a readable image and a text")
     texts: list[str] = []
@@ -92,9 +101,20 @@ def prepare_clip_data(
     text_vectors = torch.from_numpy(np.asarray(text_encoder.encode_texts(texts), dtype=np.float32))
     vocab = metadata_vocab(kept_records)
     labels = {k: torch.from_numpy(v) for k, v in metadata_labels(kept_records, vocab).items()}
-    flip = flip_mask([r.body_part for r in kept_records], config.augment)
+    # a mirrored view must not be paired with a text that names a side ("left frontal lobe")
+    sided = torch.tensor([any(_SIDE.search(texts[i]) for i in ids) for ids in image_texts], dtype=torch.bool)
+    flip = flip_mask([r.body_part for r in kept_records], config.augment) & ~sided
     return ClipData(
-        kept_records, torch.from_numpy(bank), texts, text_vectors, image_texts, labels, vocab, flip, kinds
+        kept_records,
+        torch.from_numpy(bank),
+        texts,
+        text_vectors,
+        image_texts,
+        labels,
+        vocab,
+        flip,
+        kinds,
+        dropped,
     )
 
 
@@ -173,7 +193,7 @@ def train_clip(
     logger.info("training with %d torch thread(s)", threads)
     with torch_threads(threads):
         generator = seed_everything(config.seed)
-        data = prepare_clip_data(split.train, config, text_encoder, progress)
+        data = prepare_clip_data(split.train, config, text_encoder, progress, held_out=split.validation)
         tower, projection, log_scale, epochs = _train(data, config, generator, log, progress)
     model_config = _model_config(config, data, tower)
     tensors = {
@@ -186,6 +206,7 @@ def train_clip(
         "distinct_texts": len(data.texts),
         "texts_per_kind": data.text_kinds,
         "metadata_vocab": data.vocab,
+        "near_duplicates_of_held_out_dropped": data.near_duplicates_dropped,
     }
     card = build_card("clip", config.as_dict(), split, data.records, log, epochs, extra, threads)
     save_checkpoint(Path(out_dir), model_config, tensors, card)

@@ -38,10 +38,14 @@ class SplitConfig:
     medpix_fraction: share of MedPix cases (all MedPix images here are official dev cases) held out,
         chosen by a seeded hash of the case id.
     salt: names the split; changing it changes which cases are held out.
+    near_duplicate_correlation: training images whose 24 px grey thumbnail correlates at least this much with
+        a held-out image's are not trained on (neighbouring slices of one scan: SLAKE's official split puts
+        slices of one volume on both sides); None keeps them.
     """
 
     medpix_fraction: float = 0.5
     salt: str = "medsearch-val-v1"
+    near_duplicate_correlation: float | None = 0.95
 
 
 # The clip tower's crops keep at least 60% of the image (its positive is a text about the whole image; the

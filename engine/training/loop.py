@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engine.training.errors import TrainingDataError
+
 logger = logging.getLogger(__name__)
 
 
@@ -196,6 +198,11 @@ def run_epochs(
                 break
         epoch += 1
     bar.close()
+    if log.steps == 0:  # saving the random initial weights as "trained" would mislead every later user
+        raise TrainingDataError(
+            f"no training step ran: the time budget of {log.max_seconds} s was spent after {started:.1f} s of "
+            "data preparation; raise max_seconds (or train on fewer images)"
+        )
     log.finish(epoch)
     logger.info(
         "%s: %d steps in %.1fs%s",

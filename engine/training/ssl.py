@@ -24,7 +24,7 @@ from engine.training.checkpoint import prefixed, read_config, read_weights, save
 from engine.training.config import SslTrainConfig
 from engine.training.data import (
     image_records,
-    load_image_bank,
+    load_training_bank,
     metadata_labels,
     metadata_vocab,
     validation_split,
@@ -109,9 +109,9 @@ def train_ssl(
     logger.info("training with %d torch thread(s)", threads)
     with torch_threads(threads):
         generator = seed_everything(config.seed)
-        candidates = image_records(split.train)
-        bank, kept = load_image_bank([str(r.image_path) for r in candidates], config.image.size, progress)
-        trained_on = [candidates[i] for i in kept]
+        bank, trained_on, dropped = load_training_bank(
+            image_records(split.train), split.validation, config.image.size, config.split, progress
+        )
         if len(trained_on) < 2:
             raise TrainingDataError(
                 f"self-supervised training needs at least 2 readable images, got {len(trained_on)}"
@@ -121,9 +121,8 @@ def train_ssl(
         flip = flip_mask([r.body_part for r in trained_on], config.augment)
         tower, epochs = _train(torch.from_numpy(bank), labels, flip, vocab, config, generator, log, progress)
     model_config = _model_config(config, vocab, tower)
-    card = build_card(
-        "ssl", config.as_dict(), split, trained_on, log, epochs, {"metadata_vocab": vocab}, threads
-    )
+    extra = {"metadata_vocab": vocab, "near_duplicates_of_held_out_dropped": dropped}
+    card = build_card("ssl", config.as_dict(), split, trained_on, log, epochs, extra, threads)
     save_checkpoint(Path(out_dir), model_config, prefixed("image.", tower.state_dict()), card)
     with torch_threads(threads):
         add_validation(Path(out_dir), split.validation, progress=progress)

@@ -306,7 +306,9 @@ def test_workspace_trains_ssl_from_its_clip_checkpoint(
         workspace.train("ssl", from_clip=from_clip)
     expected = str(home / "models" / "clip") if from_clip else None
     assert seen["config"].init_from == expected
-    if from_clip:  # a clip tower trained with another held-out split is not a start: its weights saw ssl's held out
+    if (
+        from_clip
+    ):  # a clip tower trained with another held-out split is not a start: its weights saw ssl's held out
         card = home / "models" / "clip" / "model_card.json"
         data = json.loads(card.read_text())
         data["validation_split"]["rule"] = "another split"
@@ -314,3 +316,54 @@ def test_workspace_trains_ssl_from_its_clip_checkpoint(
         with Workspace(Settings(home=home, data=shared_data)) as workspace:
             workspace.train("ssl", force=True)
         assert seen["config"].init_from is None
+
+
+def test_near_duplicates_of_held_out_images_are_not_trained_on(shared_records: list[Record]) -> None:
+    """SLAKE's official split cuts volumes slice by slice: xmlab403 (train) is the slice next to xmlab404
+    (validation), so training skips it; an unrelated training image stays."""
+    from engine.training.config import SplitConfig
+    from engine.training.data import load_training_bank, near_duplicate_rows
+
+    by_id = {r.id: r for r in image_records(shared_records)}
+    train = [by_id["slake:xmlab403"], by_id["slake:xmlab1"], by_id["vqa-rad:synpic676"]]
+    held_out = [by_id["slake:xmlab404"]]
+    assert [r.split for r in train[:2]] == ["train", "train"] and held_out[0].split == "validation"
+    bank, kept, dropped = load_training_bank(train, held_out, 32, SplitConfig(), progress=False)
+    assert dropped == 1 and [r.id for r in kept] == ["slake:xmlab1", "vqa-rad:synpic676"] and len(bank) == 2
+    everything = load_training_bank(train, held_out, 32, SplitConfig(near_duplicate_correlation=None), False)
+    assert everything[2] == 0 and len(everything[1]) == 3
+    assert "correlates >= 0.95" in validation_split(shared_records).rule
+    # the rule itself: an image and its noisy copy correlate; a different pattern does not
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (1, 48, 48)).astype(np.uint8)
+    noisy = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+    other = rng.integers(0, 255, (1, 48, 48)).astype(np.uint8)
+    assert near_duplicate_rows(np.concatenate([noisy, other]), base, 0.95).tolist() == [True, False]
+    assert not near_duplicate_rows(np.zeros((0, 48, 48), np.uint8), base, 0.95).any()
+
+
+def test_clip_never_mirrors_an_image_whose_text_names_a_side(tmp_path: Path, text_encoder) -> None:
+    from engine.training.clip import prepare_clip_data
+
+    records = []
+    for number, caption in enumerate(["Mass in the left frontal lobe", "Midline mass", "Rt kidney stone"]):
+        path = tmp_path / f"image{number}.png"
+        Image.fromarray(np.full((40, 40), 60 * number, dtype=np.uint8)).save(path)
+        body_part = "head" if number < 2 else "abdomen"
+        records.append(Record(id=f"folder:{number}", kind="image+text", source="folder", image_path=str(path),
+                              caption=caption, body_part=body_part))  # fmt: skip
+    data = prepare_clip_data(records, _clip_config(), text_encoder, progress=False)
+    # head images may be mirrored (config), but not the one whose caption says "left"; abdomen never
+    assert data.flip.tolist() == [False, True, False]
+
+
+def test_a_budget_spent_before_the_first_step_saves_nothing(tiny_records: list[Record], tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from engine.training import train_ssl
+    from engine.training.errors import TrainingDataError
+
+    out = tmp_path / "ssl"
+    with pytest.raises(TrainingDataError, match="no training step ran"):
+        train_ssl(tiny_records, out, replace(SSL_CONFIG, max_seconds=1e-6), progress=False)
+    assert not out.exists()
