@@ -11,7 +11,7 @@ Validation split "medsearch-val-v1" (the only images any figure in a model card 
 - Anything else (a user's folder): never held out.
 
 Training also skips near-duplicates of held-out images (`near_duplicate_rows`): SLAKE's official split cuts CT
-and MR volumes slice by slice, so a held-out slice's neighbour (correlation >= 0.95 of 24 px thumbnails; 146 of
+and MR volumes slice by slice, so a held-out slice's neighbour (correlation >= 0.95 of 24 px thumbnails; 107 of
 the 450 SLAKE training images) would otherwise be trained on.
 """
 
