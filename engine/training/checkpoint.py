@@ -57,12 +57,14 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
+    recover_interrupted_save(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(staging / WEIGHTS_FILE))
     write_json(staging / CONFIG_FILE, {"format": FORMAT, "version": VERSION, **config})
     write_json(staging / CARD_FILE, card)
+    _fsync_folder(staging)  # on disk before the renames make it the checkpoint
     if out_dir.exists():
         previous = out_dir.with_name(out_dir.name + ".previous")
         shutil.rmtree(previous, ignore_errors=True)
@@ -75,6 +77,31 @@ def save_checkpoint(
     return out_dir
 
 
+def recover_interrupted_save(out_dir: Path) -> bool:
+    """Put back `<out_dir>.previous` when a save stopped between its two renames (no `out_dir`, only the old
+    copy); True when it did."""
+    previous = Path(out_dir).with_name(Path(out_dir).name + ".previous")
+    if Path(out_dir).exists() or not (previous / CONFIG_FILE).is_file():
+        return False
+    try:
+        os.replace(previous, out_dir)
+    except OSError:  # another process restored it first
+        return Path(out_dir).exists()
+    logger.warning("restored %s from %s (a save was interrupted)", out_dir, previous)
+    return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def read_config(folder: Path) -> dict[str, Any]:
     """The `config.json` of a checkpoint folder.
 
@@ -82,7 +109,7 @@ def read_config(folder: Path) -> dict[str, Any]:
         EncoderUnavailableError: the folder or its config is missing, unreadable or not ours.
     """
     path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
+    if not path.is_file() and not recover_interrupted_save(Path(folder)):
         raise EncoderUnavailableError(f"no trained checkpoint at {folder}: missing {CONFIG_FILE}")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))

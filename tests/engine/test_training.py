@@ -367,3 +367,32 @@ def test_a_budget_spent_before_the_first_step_saves_nothing(tiny_records: list[R
     with pytest.raises(TrainingDataError, match="no training step ran"):
         train_ssl(tiny_records, out, replace(SSL_CONFIG, max_seconds=1e-6), progress=False)
     assert not out.exists()
+
+
+def test_a_save_interrupted_between_its_renames_is_recovered(tmp_path: Path, monkeypatch) -> None:
+    """The old checkpoint is moved aside, then the new one moved in: a crash in between leaves only
+    `<name>.previous`, which readers and the next save put back instead of losing it."""
+    import os
+
+    import torch
+
+    from engine.training import checkpoint
+
+    out = tmp_path / "ssl"
+    checkpoint.save_checkpoint(out, {"kind": "ssl", "n": 1}, {"w": torch.ones(2)}, {"card": 1})
+    real_replace = os.replace
+
+    def crash_on_move_in(source, target):
+        if str(source).endswith(".partial"):
+            raise KeyboardInterrupt("power cut")
+        real_replace(source, target)
+
+    monkeypatch.setattr(checkpoint.os, "replace", crash_on_move_in)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(out, {"kind": "ssl", "n": 2}, {"w": torch.zeros(2)}, {"card": 2})
+    monkeypatch.setattr(checkpoint.os, "replace", real_replace)
+    assert not out.exists() and (tmp_path / "ssl.previous").is_dir()
+    assert checkpoint.read_config(out)["n"] == 1  # a reader restores the old checkpoint
+    assert out.is_dir() and not (tmp_path / "ssl.previous").exists()
+    checkpoint.save_checkpoint(out, {"kind": "ssl", "n": 3}, {"w": torch.zeros(2)}, {"card": 3})
+    assert checkpoint.read_config(out)["n"] == 3 and not (tmp_path / "ssl.partial").exists()
