@@ -52,15 +52,12 @@ class ImagePreprocess:
         return cls(**known)
 
 
-def read_image(
-    path: str | Path, convert: Callable[[Image.Image], Image.Image], draft: tuple[str, int] | None = None
-) -> Image.Image:
+def read_image(path: str | Path, convert: Callable[[Image.Image], Image.Image]) -> Image.Image:
     """Open, size-check and fully decode an image file, then `convert` it (the one image reader of medsearch).
 
     Args:
         path: image file (PNG, JPEG, ...).
         convert: applied to the decoded image (e.g. `to_grey`, or RGB conversion).
-        draft: (mode, size): let JPEG decoding downscale to about `size` pixels in `mode` (much faster).
 
     Raises:
         ImageReadError: missing, unreadable or oversized file (names the path and the problem).
@@ -75,8 +72,6 @@ def read_image(
                     f"{image.width}x{image.height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} "
                     "(possible decompression bomb)",
                 )
-            if draft:
-                image.draft(draft[0], (draft[1], draft[1]))
             image.load()
             return convert(image)
     except ImageReadError:
@@ -87,9 +82,10 @@ def read_image(
         raise ImageReadError(str(path), f"unreadable image ({type(e).__name__}: {e})") from e
 
 
-def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
-    """Open and decode an image file as grey ("L"); `draft_size` lets JPEG decoding downscale (faster)."""
-    return read_image(path, to_grey, ("L", draft_size) if draft_size else None)
+def open_image(path: str | Path) -> Image.Image:
+    """Open and decode an image file as grey ("L"), at full size (training, ingest and queries alike: a JPEG
+    decoded downscaled differs by up to a pixel of letterbox shift)."""
+    return read_image(path, to_grey)
 
 
 def to_grey(image: Image.Image) -> Image.Image:

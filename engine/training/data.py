@@ -251,7 +251,7 @@ def load_image_bank(paths: Sequence[str], size: int, progress: bool = True) -> t
     arrays, kept = [], []
     for index, path in enumerate(tqdm(paths, desc="loading images", disable=not progress, leave=False)):
         try:
-            arrays.append(letterbox(open_image(path, draft_size=size * 2), size))
+            arrays.append(letterbox(open_image(path), size))  # full decode, as ingest and search do
             kept.append(index)
         except ImageReadError as e:
             logger.warning("skipping image: %s", e)
