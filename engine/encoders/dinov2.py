@@ -3,7 +3,8 @@
 `create("dinov2:facebook/dinov2-small")` loads the published weights when the hub (or its cache) is
 reachable; `create("dinov2:/models/dinov2-small")` loads a folder written by `save_pretrained`, offline.
 When the folder has no image processor config, DINOv2's standard one is used (bicubic resize of the
-short side, centre crop to the model's `image_size`, ImageNet mean/std).
+short side, centre crop to 224 px, or the model's `image_size` when smaller; ImageNet mean/std). Published
+configs say `image_size` 518, the pretraining size of the position embeddings, not the evaluation crop).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Dinov2Encoder:
             self.processor = AutoImageProcessor.from_pretrained(source, local_files_only=local)
         except (OSError, ValueError):
             logger.info("no image processor config in %s: using DINOv2's standard preprocessing", model)
-            self.processor = _default_processor(self.model.config.image_size)
+            self.processor = _default_processor(min(int(self.model.config.image_size), 224))
         self.pooling = pooling
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -99,7 +100,8 @@ class Dinov2Encoder:
         import torch
 
         cls = outputs.pooler_output
-        mean = outputs.last_hidden_state[:, 1:].mean(dim=1)
+        first_patch = 1 + int(getattr(self.model.config, "num_register_tokens", 0) or 0)  # after cls + registers
+        mean = outputs.last_hidden_state[:, first_patch:].mean(dim=1)
         if self.pooling == "cls":
             return cls
         return mean if self.pooling == "mean" else torch.cat([cls, mean], dim=1)

@@ -107,6 +107,37 @@ def test_dinov2_local_folder(tmp_path: Path, images: list[Image.Image]) -> None:
         encoder.encode_texts(["text"])
 
 
+def test_dinov2_with_registers_pools_patches_only_and_crops_224(
+    tmp_path: Path, images: list[Image.Image]
+) -> None:
+    """Published configs say image_size 518 (position embeddings): the fallback crop is DINOv2's 224; the mean
+    pooling skips the class token and the register tokens."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    config = transformers.Dinov2WithRegistersConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=518,
+        patch_size=14,
+        num_register_tokens=4,
+    )
+    transformers.Dinov2WithRegistersModel(config).save_pretrained(tmp_path / "dinov2-reg")
+    encoder = create(f"dinov2:{tmp_path / 'dinov2-reg'}", pooling="mean")
+    assert encoder.processor.crop_size == {"height": 224, "width": 224}
+    vectors = encoder.encode_images(images)
+    _check_vectors(vectors, 2, 32)
+    inputs = encoder.processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
+    with torch.inference_mode():
+        hidden = encoder.model(**inputs).last_hidden_state
+    assert hidden.shape[1] == 1 + 4 + (224 // 14) ** 2
+    expected = torch.nn.functional.normalize(hidden[:, 5:].mean(dim=1), dim=1).numpy()
+    assert np.allclose(vectors, expected, atol=1e-5)
+
+
 def test_dinov2_folder_without_model_is_unavailable(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     (tmp_path / "empty").mkdir()
