@@ -195,10 +195,16 @@ def evaluate_retrieval(
             logger.warning("left out of the evaluation: %s", e)
             unreadable.append(record.id)
     captions_all = [query_caption(r) for r in items]
-    text_rows = np.array([i for i, caption in enumerate(captions_all) if caption], dtype=np.int64)
-    captions = [captions_all[i] for i in text_rows]
     keys = [caption_key(caption) for caption in captions_all]
     shared = Counter(key for key in keys if key)
+    # one query per distinct caption (identical queries are not separate measurements); its image and every
+    # other image with that caption count as found
+    first_row: dict[str, int] = {}
+    for row, key in enumerate(keys):
+        if key:
+            first_row.setdefault(key, row)
+    text_rows = np.array(sorted(first_row.values()), dtype=np.int64)
+    captions = [captions_all[i] for i in text_rows]
     labels = {name: [getattr(r, name) for r in items] for name in fields}
     methods: dict[str, Encoder] = {}
     if baselines:
@@ -220,6 +226,7 @@ def evaluate_retrieval(
         "n_images": len(items),
         "unreadable_images": unreadable,
         "n_text_queries": int(len(text_rows)),
+        "n_images_with_a_caption": int(sum(shared.values())),
         "n_shared_caption_queries": int(sum(shared[keys[row]] > 1 for row in text_rows)),
         "ks": list(ks),
         "k": k,

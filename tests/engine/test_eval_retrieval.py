@@ -132,10 +132,12 @@ def test_identical_captions_count_every_image_they_describe(striped_records: lis
     """Two images captioned alike: the caption query of each is found when either image ranks first."""
     twins = [replace(r, caption="level 0") if r.caption == "level 1" else r for r in striped_records]
     results = evaluate_retrieval(twins, {"levels": _LevelEncoder()}, progress=False)
-    assert results["n_shared_caption_queries"] == 2
-    assert results["methods"]["levels"]["text_to_image"]["R@1"] == 1.0  # "level 0" finds image 0, which counts
+    # one query per distinct caption: 7 queries, one of them naming two images
+    assert results["n_text_queries"] == 7 and results["n_shared_caption_queries"] == 1
+    assert results["n_images_with_a_caption"] == 8
+    assert results["methods"]["levels"]["text_to_image"]["R@1"] == 1.0
     n = len(twins)
-    assert results["chance"]["text_to_image"]["R@1"] == pytest.approx((6 * 1 / n + 2 * 2 / n) / n)
+    assert results["chance"]["text_to_image"]["R@1"] == pytest.approx((6 * 1 / n + 1 * 2 / n) / 7)
 
 
 def test_an_unreadable_image_is_left_out_not_fatal(striped_records: list[Record], tmp_path: Path) -> None:
